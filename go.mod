@@ -1,0 +1,3 @@
+module github.com/amiproxy/amiproxy
+
+go 1.25.0
