@@ -237,7 +237,10 @@ func (r *Reader) addLine(line []byte, request bool) {
 	start := int32(len(r.buf))
 	r.buf = append(r.buf, line...)
 	c := bytes.IndexByte(line, ':')
-	if c < 0 {
+	if c <= 0 {
+		// No colon, or an empty key (":Action: x"): no lookup can match it,
+		// so keep the whole line as a bare line. Splitting ":Action: x"
+		// into an empty key would re-encode it as "Action: x".
 		r.offs = append(r.offs, start, -1, start, int32(len(r.buf)))
 		return
 	}
