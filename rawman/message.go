@@ -28,8 +28,61 @@ func (h Header) Bare() bool { return h.Key == "" }
 // an internal slice: copy it with Clone before changing a copy that another
 // goroutine may read. Methods that change a Message need a pointer.
 type Message struct {
+	// A message read from the wire keeps its lines as offsets into one
+	// string (src, sp): no pointers per line, so parsing costs two
+	// allocations and nothing for the garbage collector to scan. The first
+	// edit turns them into h.
+	src  string
+	sp   []span
 	h    []Header
 	body string // raw output of a "Response: Follows" reply (Asterisk <= 13)
+}
+
+// span locates one line in Message.src; k1 == bareSpan marks a bare line.
+type span struct{ k0, k1, v0, v1 uint32 }
+
+const bareSpan = ^uint32(0)
+
+func (m *Message) n() int {
+	if m.sp != nil {
+		return len(m.sp)
+	}
+	return len(m.h)
+}
+
+func (m *Message) line(i int) Header {
+	if m.sp != nil {
+		s := m.sp[i]
+		if s.k1 == bareSpan {
+			return Header{Value: m.src[s.v0:s.v1]}
+		}
+		return Header{Key: m.src[s.k0:s.k1], Value: m.src[s.v0:s.v1]}
+	}
+	return m.h[i]
+}
+
+// key returns the key of line i without building a Header.
+func (m *Message) key(i int) string {
+	if m.sp != nil {
+		s := m.sp[i]
+		if s.k1 == bareSpan {
+			return ""
+		}
+		return m.src[s.k0:s.k1]
+	}
+	return m.h[i].Key
+}
+
+// materialize turns spans into headers before an edit.
+func (m *Message) materialize() {
+	if m.sp == nil {
+		return
+	}
+	h := make([]Header, len(m.sp), len(m.sp)+2)
+	for i := range m.sp {
+		h[i] = m.line(i)
+	}
+	m.h, m.sp, m.src = h, nil, ""
 }
 
 // Errors returned when building messages.
@@ -58,19 +111,25 @@ func New(kv ...string) Message {
 }
 
 // Len returns the number of lines in m.
-func (m Message) Len() int { return len(m.h) }
+func (m Message) Len() int { return m.n() }
 
 // At returns the i-th line of m. It panics if i is out of range.
-func (m Message) At(i int) Header { return m.h[i] }
+func (m Message) At(i int) Header { return m.line(i) }
 
 // Headers returns a copy of m's lines.
-func (m Message) Headers() []Header { return append([]Header(nil), m.h...) }
+func (m Message) Headers() []Header {
+	out := make([]Header, m.n())
+	for i := range out {
+		out[i] = m.line(i)
+	}
+	return out
+}
 
 // All returns an iterator over m's lines in order.
 func (m Message) All() func(yield func(int, Header) bool) {
 	return func(yield func(int, Header) bool) {
-		for i, h := range m.h {
-			if !yield(i, h) {
+		for i := range m.n() {
+			if !yield(i, m.line(i)) {
 				return
 			}
 		}
@@ -98,9 +157,9 @@ func (m Message) Lookup(key string) (string, bool) {
 	if key == "" {
 		return "", false
 	}
-	for _, h := range m.h {
-		if asciiEqualFold(h.Key, key) {
-			return h.Value, true
+	for i := range m.n() {
+		if asciiEqualFold(m.key(i), key) {
+			return m.line(i).Value, true
 		}
 	}
 	return "", false
@@ -110,9 +169,9 @@ func (m Message) Lookup(key string) (string, bool) {
 // case, in order (Variable, Output, ChanVariable …).
 func (m Message) Values(key string) []string {
 	var vs []string
-	for _, h := range m.h {
-		if key != "" && asciiEqualFold(h.Key, key) {
-			vs = append(vs, h.Value)
+	for i := range m.n() {
+		if key != "" && asciiEqualFold(m.key(i), key) {
+			vs = append(vs, m.line(i).Value)
 		}
 	}
 	return vs
@@ -121,8 +180,8 @@ func (m Message) Values(key string) []string {
 // Count returns how many lines have the key, ignoring case.
 func (m Message) Count(key string) int {
 	n := 0
-	for _, h := range m.h {
-		if key != "" && asciiEqualFold(h.Key, key) {
+	for i := range m.n() {
+		if key != "" && asciiEqualFold(m.key(i), key) {
 			n++
 		}
 	}
@@ -132,9 +191,11 @@ func (m Message) Count(key string) int {
 // Action returns the action name the way Asterisk picks it: the value of
 // the first Action line whose value is not empty.
 func (m Message) Action() string {
-	for _, h := range m.h {
-		if asciiEqualFold(h.Key, "Action") && h.Value != "" {
-			return h.Value
+	for i := range m.n() {
+		if asciiEqualFold(m.key(i), "Action") {
+			if v := m.line(i).Value; v != "" {
+				return v
+			}
 		}
 	}
 	return ""
@@ -149,6 +210,7 @@ func (m *Message) Add(key, value string) error {
 	if err := checkHeader(key, value); err != nil {
 		return err
 	}
+	m.materialize()
 	m.h = append(m.h, Header{Key: key, Value: value})
 	return nil
 }
@@ -159,6 +221,7 @@ func (m *Message) AddBare(line string) error {
 	if strings.ContainsAny(line, "\r\n\x00") {
 		return fmt.Errorf("%w: %q", ErrInvalidValue, line)
 	}
+	m.materialize()
 	m.h = append(m.h, Header{Value: line})
 	return nil
 }
@@ -170,6 +233,7 @@ func (m *Message) Set(key, value string) error {
 	if err := checkHeader(key, value); err != nil {
 		return err
 	}
+	m.materialize()
 	found := false
 	out := m.h[:0]
 	for _, h := range m.h {
@@ -195,6 +259,7 @@ func (m *Message) Insert(i int, key, value string) error {
 	if err := checkHeader(key, value); err != nil {
 		return err
 	}
+	m.materialize()
 	m.h = append(m.h, Header{})
 	copy(m.h[i+1:], m.h[i:])
 	m.h[i] = Header{Key: key, Value: value}
@@ -204,6 +269,10 @@ func (m *Message) Insert(i int, key, value string) error {
 // Del removes every line with the key, ignoring case, and reports how many
 // it removed.
 func (m *Message) Del(key string) int {
+	if m.Count(key) == 0 {
+		return 0
+	}
+	m.materialize()
 	n := 0
 	out := m.h[:0]
 	for _, h := range m.h {
@@ -220,7 +289,7 @@ func (m *Message) Del(key string) int {
 
 // Clone returns a deep copy of m that shares no memory with it.
 func (m Message) Clone() Message {
-	return Message{h: append([]Header(nil), m.h...), body: m.body}
+	return Message{src: m.src, sp: append([]span(nil), m.sp...), h: append([]Header(nil), m.h...), body: m.body}
 }
 
 // Kind tells what a message is, from its first line, the way clients and
@@ -238,10 +307,10 @@ const (
 
 // Kind classifies m by its first line.
 func (m Message) Kind() Kind {
-	if len(m.h) == 0 {
+	if m.n() == 0 {
 		return KindOther
 	}
-	switch k := m.h[0].Key; {
+	switch k := m.key(0); {
 	case asciiEqualFold(k, "Response"):
 		return KindResponse
 	case asciiEqualFold(k, "Event"):
@@ -265,7 +334,7 @@ func (m Message) Response() string {
 	if m.Kind() != KindResponse {
 		return ""
 	}
-	return m.h[0].Value
+	return m.line(0).Value
 }
 
 // Event returns the event name when m is an event, or "".
@@ -273,7 +342,7 @@ func (m Message) Event() string {
 	if m.Kind() != KindEvent {
 		return ""
 	}
-	return m.h[0].Value
+	return m.line(0).Value
 }
 
 // IsListStart reports whether m is the acknowledgement that opens a list

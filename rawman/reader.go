@@ -261,17 +261,22 @@ func (r *Reader) build() Message {
 	if len(r.offs) == 0 {
 		return Message{}
 	}
-	s := string(r.buf)
-	h := make([]Header, len(r.offs)/4)
-	for i := range h {
+	return r.buildFrom(string(r.buf))
+}
+
+// buildFrom makes a Message whose lines are the spans recorded in r.offs
+// over s.
+func (r *Reader) buildFrom(s string) Message {
+	sp := make([]span, len(r.offs)/4)
+	for i := range sp {
 		o := r.offs[i*4 : i*4+4]
 		if o[1] < 0 {
-			h[i] = Header{Value: s[o[2]:o[3]]}
+			sp[i] = span{k1: bareSpan, v0: uint32(o[2]), v1: uint32(o[3])}
 			continue
 		}
-		h[i] = Header{Key: s[o[0]:o[1]], Value: s[o[2]:o[3]]}
+		sp[i] = span{k0: uint32(o[0]), k1: uint32(o[1]), v0: uint32(o[2]), v1: uint32(o[3])}
 	}
-	return Message{h: h}
+	return Message{src: s, sp: sp}
 }
 
 func (r *Reader) maxMessage() int {
@@ -334,6 +339,9 @@ func trimEOL(line []byte) []byte {
 const endCommand = "--END COMMAND--"
 
 func (r *Reader) readReply() (Message, error) {
+	if m, ok := r.fastReply(); ok {
+		return m, nil
+	}
 	r.buf = r.buf[:0]
 	r.offs = r.offs[:0]
 	max := r.maxMessage()
@@ -380,6 +388,60 @@ func (r *Reader) readReply() (Message, error) {
 		return r.build(), nil
 	}
 	return r.readFollows(max)
+}
+
+// fastReply parses a reply that is already whole in the read buffer, in
+// place: one scan for line ends, one string for the message, headers as
+// substrings of it. It declines (ok=false, nothing consumed) when the
+// message is not whole yet, starts with a blank line, is a Follows reply
+// or exceeds MaxMessage; readReply's general path then takes over.
+func (r *Reader) fastReply() (Message, bool) {
+	n := r.br.Buffered()
+	if n == 0 {
+		return Message{}, false
+	}
+	data, _ := r.br.Peek(n)
+	if max := r.maxMessage(); len(data) > max {
+		data = data[:max]
+	}
+	r.offs = r.offs[:0]
+	pos := 0
+	for {
+		i := bytes.IndexByte(data[pos:], '\n')
+		if i < 0 {
+			return Message{}, false
+		}
+		end := pos + i
+		line := data[pos:end]
+		if k := len(line) - 1; k >= 0 && line[k] == '\r' {
+			line = line[:k]
+		}
+		if len(line) == 0 {
+			if len(r.offs) == 0 {
+				return Message{}, false
+			}
+			pos = end + 1
+			break
+		}
+		if len(r.offs) == 0 && len(line) > 9 && (line[0] == 'R' || line[0] == 'r') && isFollows(line) {
+			return Message{}, false
+		}
+		start := int32(pos)
+		c := bytes.IndexByte(line, ':')
+		if c <= 0 {
+			r.offs = append(r.offs, start, -1, start, start+int32(len(line)))
+		} else {
+			v := c + 1
+			if v < len(line) && line[v] == ' ' {
+				v++
+			}
+			r.offs = append(r.offs, start, start+int32(c), start+int32(v), start+int32(len(line)))
+		}
+		pos = end + 1
+	}
+	m := r.buildFrom(string(data[:pos]))
+	_, _ = r.br.Discard(pos)
+	return m, true
 }
 
 func isFollows(line []byte) bool {

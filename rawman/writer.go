@@ -59,22 +59,21 @@ func Encode(m Message) ([]byte, error) { return Append(nil, m) }
 
 func appendMessage(dst []byte, m Message, check bool) ([]byte, error) {
 	if check {
-		for _, h := range m.h {
-			if h.Key == "" {
-				if strings.ContainsAny(h.Value, "\r\n\x00") {
+		for i := range m.n() {
+			h := m.line(i)
+			if !cleanValue(h.Value) || (h.Key != "" && !validKey(h.Key)) {
+				if h.Key == "" {
 					return dst, fmt.Errorf("%w: %q", ErrInvalidValue, h.Value)
 				}
-				continue
-			}
-			if err := checkHeader(h.Key, h.Value); err != nil {
-				return dst, err
+				return dst, checkHeader(h.Key, h.Value)
 			}
 		}
 		if strings.Contains(m.body, "\x00") {
 			return dst, fmt.Errorf("%w: NUL in command output", ErrInvalidValue)
 		}
 	}
-	for _, h := range m.h {
+	for i := range m.n() {
+		h := m.line(i)
 		if h.Key != "" {
 			dst = append(dst, h.Key...)
 			dst = append(dst, ':', ' ')
@@ -88,4 +87,15 @@ func appendMessage(dst []byte, m Message, check bool) ([]byte, error) {
 		dst = append(dst, '\r', '\n')
 	}
 	return append(dst, '\r', '\n'), nil
+}
+
+// cleanValue reports whether v has no CR, LF or NUL. A byte loop beats
+// strings.ContainsAny on the short values AMI carries.
+func cleanValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c <= '\r' && (c == '\r' || c == '\n' || c == 0) {
+			return false
+		}
+	}
+	return true
 }
