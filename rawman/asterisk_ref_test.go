@@ -100,7 +100,7 @@ func (s *refSession) doMessage() (refResult, bool) {
 func refGetHeader(lines []string, name string, skipEmpty bool) string {
 	l := len(name)
 	for _, h := range lines {
-		if len(h) > l && strings.EqualFold(h[:l], name) && asciiOnly(h[:l]) && h[l] == ':' {
+		if len(h) > l && strncasecmp(h[:l], name) && h[l] == ':' {
 			v := h[l+1:]
 			for len(v) > 0 && v[0] < 33 { // ast_skip_blanks
 				v = v[1:]
@@ -114,11 +114,16 @@ func refGetHeader(lines []string, name string, skipEmpty bool) string {
 	return ""
 }
 
-// asciiOnly keeps strings.EqualFold from matching what strncasecmp would
-// not (the Kelvin sign folds to 'k' in Unicode).
-func asciiOnly(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
+// strncasecmp compares like the C function in the C locale: only A-Z fold.
+func strncasecmp(a, b string) bool {
+	lower := func(c byte) byte {
+		if 'A' <= c && c <= 'Z' {
+			return c + 'a' - 'A'
+		}
+		return c
+	}
+	for i := 0; i < len(a); i++ {
+		if lower(a[i]) != lower(b[i]) {
 			return false
 		}
 	}
