@@ -62,9 +62,9 @@ func FuzzRequestRoundTrip(f *testing.F) {
 				}
 				return
 			}
-			enc, err := Append(nil, m)
+			enc, err := AppendRequest(nil, m)
 			if err != nil {
-				t.Fatalf("Append(accepted request %q) = %v", m.String(), err)
+				t.Fatalf("AppendRequest(accepted request %q) = %v", m.String(), err)
 			}
 			back, err := NewReader(bytes.NewReader(enc)).ReadMessage()
 			if err != nil {

@@ -19,6 +19,11 @@ const (
 	MaxLineLen = 1024
 	// MaxHeaders is AST_MAX_MANHEADERS: a request with more lines fails.
 	MaxHeaders = 128
+	// MaxRequestLine is the longest line Asterisk accepts when it ends in
+	// CRLF, as every line amiproxy sends does. The strict Reader refuses a
+	// line whose canonical form ("Key: Value") would be longer, so that
+	// re-encoding a request can never make Asterisk split it differently.
+	MaxRequestLine = MaxLineLen - 2
 	// DefaultMaxMessage bounds one message read from a PBX. Asterisk puts
 	// no limit on its output lines; the bound only keeps memory finite.
 	DefaultMaxMessage = 16 << 20
@@ -214,6 +219,9 @@ func (r *Reader) readRequest() (Message, error) {
 		}
 		n++
 		r.addLine(line, true)
+		if !r.Compat && hazard == nil && r.canonicalLen() > MaxRequestLine {
+			hazard = errCanonicalTooLong
+		}
 	}
 	m := r.build()
 	switch {
@@ -228,6 +236,20 @@ func (r *Reader) readRequest() (Message, error) {
 		return Message{}, &FrameError{Err: hazard, Message: m}
 	}
 	return m, nil
+}
+
+// errCanonicalTooLong: a line Asterisk accepts as sent (1023 bytes before a
+// bare LF, or "Key:Value" without a space) but whose canonical CRLF form is
+// too long for it, so forwarding it would split the request.
+var errCanonicalTooLong = fmt.Errorf("%w: canonical form longer than %d bytes", ErrLineTooLong, MaxRequestLine)
+
+// canonicalLen is the length of the last recorded line as Append writes it.
+func (r *Reader) canonicalLen() int {
+	o := r.offs[len(r.offs)-4:]
+	if o[1] < 0 {
+		return int(o[3] - o[2])
+	}
+	return int(o[1]-o[0]) + 2 + int(o[3]-o[2])
 }
 
 // addLine records one line: key before the first colon, value after it.

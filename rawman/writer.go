@@ -54,6 +54,30 @@ func Append(dst []byte, m Message) ([]byte, error) {
 	return appendMessage(dst, m, true)
 }
 
+// AppendRequest is Append for a request sent to Asterisk: it also refuses,
+// leaving dst unchanged, a message Asterisk's input side would read
+// differently — more than MaxHeaders lines or a line longer than
+// MaxRequestLine — and a Follows body, which only replies carry.
+func AppendRequest(dst []byte, m Message) ([]byte, error) {
+	if m.n() > MaxHeaders {
+		return dst, fmt.Errorf("%w: %d lines", ErrTooManyLines, m.n())
+	}
+	if m.body != "" {
+		return dst, fmt.Errorf("%w: a request cannot carry command output", ErrInvalidValue)
+	}
+	for i := range m.n() {
+		h := m.line(i)
+		n := len(h.Value)
+		if h.Key != "" {
+			n += len(h.Key) + 2
+		}
+		if n > MaxRequestLine {
+			return dst, fmt.Errorf("%w: %d-byte line %q", ErrLineTooLong, n, h.Key)
+		}
+	}
+	return appendMessage(dst, m, true)
+}
+
 // Encode returns the AMI encoding of m.
 func Encode(m Message) ([]byte, error) { return Append(nil, m) }
 

@@ -156,3 +156,26 @@ func TestStringMatchesAppend(t *testing.T) {
 		t.Errorf("String() = %q, Encode = %q", m.String(), b)
 	}
 }
+
+func TestAppendRequestLimits(t *testing.T) {
+	long := strings.Repeat("v", MaxRequestLine-len("X: "))
+	ok := New("Action", "Ping", "X", long)
+	if _, err := AppendRequest(nil, ok); err != nil {
+		t.Errorf("AppendRequest(1022-byte line) = %v, want nil", err)
+	}
+	tooLong := New("Action", "Ping", "X", long+"v")
+	if dst, err := AppendRequest([]byte("k"), tooLong); !errors.Is(err, ErrLineTooLong) || string(dst) != "k" {
+		t.Errorf("AppendRequest(1023-byte line) = %q, %v; want dst unchanged, ErrLineTooLong", dst, err)
+	}
+	var many Message
+	for range MaxHeaders + 1 {
+		_ = many.Add("X", "y")
+	}
+	if _, err := AppendRequest(nil, many); !errors.Is(err, ErrTooManyLines) {
+		t.Errorf("AppendRequest(129 lines) = %v, want ErrTooManyLines", err)
+	}
+	// A reply may have any number of lines of any length.
+	if _, err := Append(nil, many); err != nil {
+		t.Errorf("Append(129 lines) = %v, want nil", err)
+	}
+}
