@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// main stays thin: signals, then run. All wiring lives in run.
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "amiproxy:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `amiproxy puts a hardened, identity-aware front door on the Asterisk Manager Interface.
+
+Usage:
+  amiproxy demo [flags]       run the demo on embedded defaults (simulated PBXs east and west)
+  amiproxy simulate [flags]   run one simulated Asterisk for your own AMI clients
+  amiproxy version            print the version
+
+Run "amiproxy <command> -h" for the flags of a command.
+`
+
+// run executes one subcommand and returns when it is done or ctx ends.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "simulate":
+		return runSimulate(ctx, rest, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "amiproxy", version)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
