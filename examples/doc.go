@@ -1,0 +1,3 @@
+// Package examples holds configurations and client snippets that CI runs,
+// so what the README shows cannot drift from what works.
+package examples
