@@ -66,8 +66,8 @@ func TestLookupAction(t *testing.T) {
 		want   ActionInfo
 		wantOK bool
 	}{
-		{"exact", "GetConfig", ActionInfo{"GetConfig", System | Config, "main/manager.c"}, true},
-		{"lower case", "getconfig", ActionInfo{"GetConfig", System | Config, "main/manager.c"}, true},
+		{"exact", "GetConfig", ActionInfo{"GetConfig", System | ConfigClass, "main/manager.c"}, true},
+		{"lower case", "getconfig", ActionInfo{"GetConfig", System | ConfigClass, "main/manager.c"}, true},
 		{"upper case", "PING", ActionInfo{"Ping", 0, "main/manager.c"}, true},
 		{"status", "Status", ActionInfo{"Status", System | Call | Reporting, "main/manager.c"}, true},
 		{"pjsip", "pjsipshowendpoints", ActionInfo{"PJSIPShowEndpoints", System, "res/res_pjsip/pjsip_configuration.c"}, true},

@@ -21,7 +21,7 @@ const (
 	Command      Class = 1 << 4  // "command"
 	Agent        Class = 1 << 5  // "agent"
 	User         Class = 1 << 6  // "user"
-	Config       Class = 1 << 7  // "config"
+	ConfigClass  Class = 1 << 7  // "config"; not "Config", which names the policy configuration
 	DTMF         Class = 1 << 8  // "dtmf"
 	Reporting    Class = 1 << 9  // "reporting"
 	CDR          Class = 1 << 10 // "cdr"
@@ -58,7 +58,7 @@ var perms = [...]struct {
 	{Command, "command"},
 	{Agent, "agent"},
 	{User, "user"},
-	{Config, "config"},
+	{ConfigClass, "config"},
 	{DTMF, "dtmf"},
 	{Reporting, "reporting"},
 	{CDR, "cdr"},
@@ -82,7 +82,7 @@ var perms = [...]struct {
 // ast_instring is odd, and ParsePerm keeps every oddity:
 //
 //   - A token followed by a comma matches every label it is a prefix of:
-//     "sys,call" is System|Call, "c,log" is Call|Command|Config|CDR|CC|Log.
+//     "sys,call" is System|Call, "c,log" is Call|Command|ConfigClass|CDR|CC|Log.
 //   - The last token must equal a label exactly: "call,sys" is Call only,
 //     and "system, call" is System only (" call" is not "call").
 //   - An empty token before a comma is a prefix of every label, "all"
@@ -300,7 +300,7 @@ func classByName(name string) (Class, bool) {
 
 // CanWrite reports whether a user whose write mask is c may run an action
 // registered with class action. Like Asterisk's process_message it needs
-// only ANY overlap, or an action of class 0: GetConfig (System|Config) is
+// only ANY overlap, or an action of class 0: GetConfig (System|ConfigClass) is
 // allowed with write=config alone, and Status (System|Call|Reporting) with
 // write=reporting alone.
 func (c Class) CanWrite(action Class) bool {

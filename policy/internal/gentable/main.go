@@ -21,7 +21,7 @@ var classIdent = map[string]string{
 	"command":   "Command",
 	"agent":     "Agent",
 	"user":      "User",
-	"config":    "Config",
+	"config":    "ConfigClass",
 	"dtmf":      "DTMF",
 	"reporting": "Reporting",
 	"cdr":       "CDR",

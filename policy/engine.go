@@ -1,0 +1,514 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/amiproxy/amiproxy/rawman"
+)
+
+// Effect is the outcome of a decision. The zero value is Deny.
+type Effect int
+
+// The effects. Deny is the zero value, so a forgotten Decision denies.
+const (
+	Deny Effect = iota
+	Allow
+)
+
+// String returns "deny" or "allow".
+func (e Effect) String() string {
+	switch e {
+	case Deny:
+		return "deny"
+	case Allow:
+		return "allow"
+	}
+	return "Effect(" + strconv.Itoa(int(e)) + ")"
+}
+
+// Decision is the answer of the engine, with the rule that produced it.
+//
+// The zero value denies, with an empty Rule. A Decision is plain data.
+type Decision struct {
+	Effect Effect
+	// Rule names the rule that decided, for the audit log, e.g.
+	// "role operator: write class call", "role ops: deny_actions Command",
+	// "default: action \"Foo\" is not in the action table", "pbx west: not
+	// granted". It may quote client input (clipped to 64 bytes, quoted with
+	// strconv.Quote when not a plain token): log it, never send it.
+	Rule string
+	// Reason is short public-safe text for the client when Effect is
+	// Deny: "Permission denied", or "Missing action in request". It is
+	// empty when Effect is Allow.
+	Reason string
+}
+
+// Allowed reports whether d allows.
+func (d Decision) Allowed() bool { return d.Effect == Allow }
+
+// String returns the effect and the rule: "deny (pbx west: not granted)".
+func (d Decision) String() string { return d.Effect.String() + " (" + d.Rule + ")" }
+
+const (
+	reasonDenied        = "Permission denied"
+	reasonMissingAction = "Missing action in request"
+)
+
+func allow(rule string) Decision { return Decision{Effect: Allow, Rule: rule} }
+
+func deny(rule string) Decision {
+	return Decision{Effect: Deny, Rule: rule, Reason: reasonDenied}
+}
+
+// Engine is a compiled, immutable policy. Build it with Compile.
+//
+// The zero value holds no role and no PBX: every Subject it returns denies
+// everything. An Engine is safe for concurrent use and owns no goroutines;
+// to change the policy, compile a new Engine and swap the pointer.
+type Engine struct {
+	roles  []*role
+	users  map[string][]int // username -> indexes into roles
+	groups map[string][]int
+	pbxs   []string // sorted, unique
+}
+
+// role is a compiled Role.
+type role struct {
+	name        string
+	read, write Class
+	allPBXs     bool
+	pbxs        map[string]bool
+	allow       map[string]string // lowercase action -> spelling in the config
+	deny        map[string]string
+	filters     []Filter
+}
+
+func (r *role) grants(pbx string) bool { return r.allPBXs || r.pbxs[pbx] }
+
+// Compile validates c (see Config.Validate) and builds an Engine for the
+// PBXs named pbxs. It returns the error of Validate unchanged. Compile
+// copies what it keeps from c and pbxs.
+func Compile(c Config, pbxs []string) (*Engine, error) {
+	if err := c.Validate(pbxs); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		users:  make(map[string][]int, len(c.Users)),
+		groups: make(map[string][]int, len(c.Groups)),
+		pbxs:   slices.Compact(slices.Sorted(slices.Values(pbxs))),
+	}
+	index := make(map[string]int, len(c.Roles))
+	for i, r := range c.Roles {
+		cr := &role{
+			name:  r.Name,
+			pbxs:  map[string]bool{},
+			allow: map[string]string{},
+			deny:  map[string]string{},
+		}
+		cr.read, _ = ParseClasses(r.Read)
+		cr.write, _ = ParseClasses(r.Write)
+		for _, p := range r.PBXs {
+			if p == "*" {
+				cr.allPBXs = true
+			} else {
+				cr.pbxs[p] = true
+			}
+		}
+		for _, a := range r.AllowActions {
+			if _, dup := cr.allow[asciiLower(a)]; !dup {
+				cr.allow[asciiLower(a)] = a
+			}
+		}
+		for _, a := range r.DenyActions {
+			if _, dup := cr.deny[asciiLower(a)]; !dup {
+				cr.deny[asciiLower(a)] = a
+			}
+		}
+		for _, line := range r.EventFilters {
+			f, err := ParseFilterLine(line)
+			if err != nil { // Validate has seen it; be safe anyway
+				return nil, fmt.Errorf("policy: role %q: %w", r.Name, err)
+			}
+			cr.filters = append(cr.filters, f)
+		}
+		index[r.Name] = i
+		e.roles = append(e.roles, cr)
+	}
+	bind := func(dst map[string][]int, src map[string][]string) {
+		for k, names := range src {
+			idx := make([]int, 0, len(names))
+			for _, n := range names {
+				idx = append(idx, index[n])
+			}
+			dst[k] = idx
+		}
+	}
+	bind(e.users, c.Users)
+	bind(e.groups, c.Groups)
+	return e, nil
+}
+
+// PBXs returns the sorted names of the PBXs e was compiled for.
+func (e *Engine) PBXs() []string {
+	if e == nil {
+		return nil
+	}
+	return slices.Clone(e.pbxs)
+}
+
+// Subject returns what the user username, member of groups, may do: the
+// union of the roles bound to username in Config.Users and to each group in
+// Config.Groups. Unknown groups are ignored. A user with no role gets a
+// Subject that denies everything. Subject never returns nil.
+func (e *Engine) Subject(username string, groups []string) *Subject {
+	s := &Subject{username: username}
+	if e == nil {
+		return s
+	}
+	held := make([]bool, len(e.roles))
+	for _, i := range e.users[username] {
+		held[i] = true
+	}
+	for _, g := range groups {
+		for _, i := range e.groups[g] {
+			held[i] = true
+		}
+	}
+	var roles []*role // in config order
+	for i, h := range held {
+		if h {
+			roles = append(roles, e.roles[i])
+			s.roles = append(s.roles, e.roles[i].name)
+		}
+	}
+	for _, pbx := range e.pbxs {
+		g := &grant{deny: map[string]*role{}, allow: map[string]*role{}}
+		var filters []Filter
+		for _, r := range roles {
+			if !r.grants(pbx) {
+				continue
+			}
+			g.roles = append(g.roles, r)
+			g.read |= r.read
+			g.write |= r.write
+			for k := range r.deny {
+				if g.deny[k] == nil {
+					g.deny[k] = r
+				}
+			}
+			for k := range r.allow {
+				if g.allow[k] == nil {
+					g.allow[k] = r
+				}
+			}
+			filters = append(filters, r.filters...)
+		}
+		if len(g.roles) == 0 {
+			continue
+		}
+		g.filters = NewFilterSet(filters...)
+		if s.grants == nil {
+			s.grants = map[string]*grant{}
+		}
+		s.grants[pbx] = g
+		s.pbxs = append(s.pbxs, pbx)
+	}
+	return s
+}
+
+// Subject is what one authenticated user may do: the union of its roles,
+// per PBX. Get one from Engine.Subject.
+//
+// The zero value, and a nil *Subject, hold no role and deny everything. A
+// Subject is immutable and safe for concurrent use; it does not follow a
+// later Engine.
+type Subject struct {
+	username string
+	roles    []string
+	pbxs     []string          // sorted
+	grants   map[string]*grant // by PBX; only PBXs some role grants
+}
+
+// grant is the union of the roles of a subject that grant one PBX.
+type grant struct {
+	roles       []*role // config order
+	read, write Class
+	deny        map[string]*role // lowercase action -> first role denying it
+	allow       map[string]*role
+	filters     FilterSet
+}
+
+// Username returns the username the Subject was made for.
+func (s *Subject) Username() string {
+	if s == nil {
+		return ""
+	}
+	return s.username
+}
+
+// Roles returns the names of the subject's roles, in config order. The
+// slice is a new copy.
+func (s *Subject) Roles() []string {
+	if s == nil {
+		return nil
+	}
+	return slices.Clone(s.roles)
+}
+
+// PBXs returns the sorted names of the PBXs some role of s grants. The
+// slice is a new copy.
+func (s *Subject) PBXs() []string {
+	if s == nil {
+		return nil
+	}
+	return slices.Clone(s.pbxs)
+}
+
+// lookup returns the grant for pbx, or nil and the denial.
+func (s *Subject) lookup(pbx string) (*grant, Decision) {
+	if s != nil {
+		if g := s.grants[pbx]; g != nil {
+			return g, Decision{}
+		}
+	}
+	return nil, deny("pbx " + clip(pbx) + ": not granted")
+}
+
+// MayUse decides whether s may address pbx at all (rule 1 of Decide).
+func (s *Subject) MayUse(pbx string) Decision {
+	g, d := s.lookup(pbx)
+	if g == nil {
+		return d
+	}
+	r := g.roles[0]
+	if r.pbxs[pbx] {
+		return allow("role " + r.name + ": pbxs " + pbx)
+	}
+	return allow("role " + r.name + ": pbxs *")
+}
+
+// ReadMask returns the union of the read classes of the roles of s that
+// grant pbx, or 0 if none does.
+func (s *Subject) ReadMask(pbx string) Class {
+	if g, _ := s.lookup(pbx); g != nil {
+		return g.read
+	}
+	return 0
+}
+
+// WriteMask returns the union of the write classes of the roles of s that
+// grant pbx, or 0 if none does.
+func (s *Subject) WriteMask(pbx string) Class {
+	if g, _ := s.lookup(pbx); g != nil {
+		return g.write
+	}
+	return 0
+}
+
+// Filters returns the eventfilters of s on pbx: the filters of every role
+// that grants pbx, in one set, as if they were the eventfilter lines of one
+// manager.conf user. Include filters of several roles therefore widen each
+// other (an event passes if it matches any of them), exclude filters of any
+// role apply to all, and a role without filters adds nothing: it does not
+// lift another role's filters. The empty set allows every event.
+func (s *Subject) Filters(pbx string) FilterSet {
+	if g, _ := s.lookup(pbx); g != nil {
+		return g.filters
+	}
+	return FilterSet{}
+}
+
+// HasRoles reports whether s holds at least one role.
+func (s *Subject) HasRoles() bool { return s != nil && len(s.roles) > 0 }
+
+// Decide decides whether s may send the action a to pbx. The rules, in
+// order (see the package documentation for the details):
+//
+//  1. pbx is not granted by any role of s: deny.
+//  2. a has no action name (rawman.Message.Action): deny.
+//  3. a role granting pbx lists the action in deny_actions: deny.
+//  4. a role granting pbx lists it in allow_actions: allow.
+//  5. the action is in the action table (LookupAction, LookupLegacyAction):
+//     a class-0 action is allowed if it changes no state and denied if it
+//     does (ami-spec.md §4.11); otherwise it is allowed iff WriteMask(pbx)
+//     overlaps its class (§4.4).
+//  6. otherwise: deny.
+//  7. an allow of rules 4 and 5 is checked once more by the confused-deputy
+//     checks of §4.10, which may turn it into a deny.
+//
+// Action names match ASCII case-insensitively, as in Asterisk.
+func (s *Subject) Decide(pbx string, a rawman.Message) Decision {
+	g, d := s.lookup(pbx)
+	if g == nil {
+		return d
+	}
+	name := a.Action()
+	if name == "" {
+		return Decision{Effect: Deny, Rule: "default: missing action", Reason: reasonMissingAction}
+	}
+	key := asciiLower(name)
+	if r := g.deny[key]; r != nil {
+		return deny("role " + r.name + ": deny_actions " + r.deny[key])
+	}
+	if r := g.allow[key]; r != nil {
+		d = allow("role " + r.name + ": allow_actions " + r.allow[key])
+	} else if info, ok := lookupAnyAction(name); !ok {
+		return deny("default: action " + clip(name) + " is not in the action table")
+	} else if info.Class == 0 {
+		if !statelessClassless[asciiLower(info.Name)] {
+			return deny("default: " + info.Name + " changes state and needs no class in Asterisk; allow it with allow_actions")
+		}
+		d = allow("default: " + info.Name + " needs no class")
+	} else {
+		for _, r := range g.roles {
+			if c := r.write & info.Class; c != 0 {
+				d = allow("role " + r.name + ": write class " + classNames(c, ","))
+				break
+			}
+		}
+		if !d.Allowed() {
+			return deny("default: " + info.Name + " needs write class " + classNames(info.Class, " or "))
+		}
+	}
+	if dd, refused := checkDeputy(key, a, g.write); refused {
+		return dd
+	}
+	return d
+}
+
+// ListCommandsAllowed reports whether action may be listed in the
+// ListCommands reply s receives from pbx: whether Decide allows a message
+// holding just "Action: <action>". The confused-deputy checks, which look at
+// other headers, do not apply to a bare name.
+func (s *Subject) ListCommandsAllowed(pbx, action string) bool {
+	if action == "" {
+		return false
+	}
+	m := rawman.Message{}
+	if err := m.Add("Action", action); err != nil {
+		return false
+	}
+	return s.Decide(pbx, m).Allowed()
+}
+
+// DeliverEvent decides whether a queued event from pbx reaches a session of
+// s whose send mask is sendMask (set by Login's Events header or the Events
+// action; the caller keeps it within ReadMask). It applies Asterisk's read
+// rule (ami-spec.md §4.6): the class of the event's Privilege header
+// (ParsePrivilege) must be a subset of ReadMask(pbx) ∩ sendMask; then
+// Filters(pbx) must allow text, the exact event text as Asterisk builds it
+// (CRLF lines and the final blank line) and filters it (§5.1).
+//
+// DeliverEvent is for queued events only. What Asterisk writes straight to
+// a session (responses, list items, FullyBooted after Login,
+// WaitEventComplete; ami-spec.md §4.7) has no Privilege header and is never
+// filtered: the caller must not pass it here, and DeliverEvent denies it.
+// An event whose Privilege names no class ("<none>") is denied too: Asterisk
+// would deliver it to everyone, but no event Asterisk sends has one.
+func (s *Subject) DeliverEvent(pbx string, ev rawman.Message, text string, sendMask Class) Decision {
+	g, d := s.lookup(pbx)
+	if g == nil {
+		return d
+	}
+	priv, ok := ev.Lookup("Privilege")
+	if !ok {
+		return deny("default: event without Privilege header")
+	}
+	class := ParsePrivilege(priv)
+	if class == 0 {
+		return deny("default: event of no class")
+	}
+	if missing := class &^ g.read; missing != 0 {
+		return deny("pbx " + clip(pbx) + ": read mask lacks class " + classNames(missing, ","))
+	}
+	if missing := class &^ sendMask; missing != 0 {
+		return deny("session: send mask lacks class " + classNames(missing, ","))
+	}
+	if !g.filters.Allows(text) {
+		return deny("pbx " + clip(pbx) + ": eventfilters of roles " + filterRoles(g))
+	}
+	for _, r := range g.roles {
+		if r.read.CanRead(class) {
+			return allow("role " + r.name + ": read class " + classNames(class, ","))
+		}
+	}
+	var names []string
+	for _, r := range g.roles {
+		if r.read&class != 0 {
+			names = append(names, r.name)
+		}
+	}
+	return allow("roles " + strings.Join(names, ", ") + ": read class " + classNames(class, ","))
+}
+
+// filterRoles names the roles of g that have eventfilters.
+func filterRoles(g *grant) string {
+	var names []string
+	for _, r := range g.roles {
+		if len(r.filters) > 0 {
+			names = append(names, r.name)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// statelessClassless holds the class-0 actions (ami-spec.md §4.11) that
+// change no state; any other class-0 action (BridgeDestroy, BridgeKick,
+// BridgeTechnologySuspend, BridgeTechnologyUnsuspend, QueueReload,
+// QueueReset, QueueChangePriorityCaller, QueueWithdrawCaller, DAHDITransfer,
+// DAHDIHangup, DAHDIDialOffhook, DAHDIDNDon, DAHDIDNDoff, DAHDIRestart,
+// PRIDebugSet, PRIDebugFileUnset, and any class-0 action a future table
+// adds) is denied unless a role allows it by name. Keys are lowercase.
+var statelessClassless = map[string]bool{
+	"ping":                 true,
+	"listcommands":         true,
+	"events":               true,
+	"waitevent":            true,
+	"logoff":               true,
+	"login":                true,
+	"challenge":            true,
+	"bridgelist":           true,
+	"bridgeinfo":           true,
+	"bridgetechnologylist": true,
+	"queuestatus":          true,
+	"queuesummary":         true,
+	"queuerule":            true,
+	"dahdishowchannels":    true,
+	"dahdishowstatus":      true,
+	"prishowspans":         true,
+	"queues":               true, // legacy, Asterisk 14 and earlier
+	"dataget":              true, // legacy, Asterisk 14 and earlier
+}
+
+// classNames returns the labels of the named classes in c, in Asterisk's
+// order, joined by sep, without the "all" that Class.String appends. A
+// class with no named bit prints as Class.String does.
+func classNames(c Class, sep string) string {
+	var names []string
+	for _, p := range perms[:len(perms)-2] { // every named class, not all or none
+		if c&p.num != 0 {
+			names = append(names, p.label)
+		}
+	}
+	if len(names) == 0 {
+		return c.String()
+	}
+	return strings.Join(names, sep)
+}
+
+// clip makes client input safe and short for a Rule: at most 64 bytes,
+// quoted unless it is a plain token of printable ASCII.
+func clip(s string) string {
+	const max = 64
+	long := len(s) > max
+	if long {
+		s = s[:max] + "..."
+	}
+	if long || s == "" || !validActionName(s) || strings.ContainsAny(s, `"\`) {
+		return strconv.Quote(s)
+	}
+	return s
+}
