@@ -1,9 +1,168 @@
-// Package proxy is the client side of amiproxy: the Gateway that takes a
+// Package proxy is the client side of amiproxy: the [Gateway] that takes a
 // request from an authenticated client through policy to the right PBX and
-// back, shared by both front doors — the native AMI server (TCP and TLS)
-// and the HTTP manager (/rawman, /mxml, /manager and their digest variants,
-// mansession_id cookie sessions and WaitEvent queues).
+// back, shared by both front doors — the native AMI server (TCP and TLS),
+// built here, and the HTTP manager (/rawman, /mxml, /manager and their
+// digest variants), which will drive the same per-session logic.
 //
-// Status: not built yet (issue 3). It will import auth, policy, upstream and
-// rawman, and nothing imports it but cmd/amiproxy.
+// # Types
+//
+//   - [Config] tunes the Gateway (banner, default PBX, handshake timeout,
+//     authlimit, login failure delay, per-client queue bound, write
+//     timeout, loggers, clock); zero fields take the Default* values.
+//   - [Gateway], built by [NewGateway] from an upstream.Pool, a compiled
+//     policy.Engine and an [Authenticator] (*auth.Local satisfies it).
+//     [Gateway.ServeAMI] and [Gateway.ServeAMITLS] serve listeners,
+//     [Gateway.Close] shuts everything down (they then return [ErrClosed]),
+//     [Gateway.Stats] feeds metrics.
+//   - The unexported session type holds the AMI semantics of one client
+//     independently of the transport: Login, the emulated session actions,
+//     PBX selection, policy, forwarding, and the filtering of events. The
+//     native door feeds it requests and events and writes what it returns.
+//
+// # What a client sees
+//
+// Unmodified AMI clients cannot tell the native door from Asterisk 22
+// (testdata/transcripts/tcp-*.txt): the banner "Asterisk Call
+// Manager/<version>" goes out in its own write at once (bytes the client
+// sent before it are kept and read afterwards); requests are read with
+// Asterisk's exact framing (rawman strict mode; framing errors get
+// Asterisk's "Response: Error" with the ActionID, and reading goes on); a
+// blank request gets "Missing action in request"; before Login only Login,
+// Logoff and Challenge run, anything else gets "Permission denied" and the
+// session stays open. Every reply is written whole, in one write, in the
+// order of the requests; events never interleave with a reply.
+//
+// Login checks the credentials with the Authenticator (plain Secret, or
+// AuthType MD5 with the Key computed over the session's Challenge) and asks
+// the policy engine what the user may do. A failure of any kind (unknown
+// user, bad secret or key, no PBX granted, a Server or Servers header
+// naming a PBX the user may not use) waits LoginFailDelay, answers
+// "Authentication failed" and closes the connection, as Asterisk does. On
+// success the reply "Authentication accepted" and, when the session's event
+// mask (Events header, Asterisk's strings_to_mask) and the user's read mask
+// on the session PBX both hold system, an "Event: FullyBooted" block are
+// written in one write. Its Uptime and LastReload are both the seconds
+// since the Gateway was created (the proxy's own; it cannot know when the
+// PBX booted without asking every login). SuccessfulAuth is not emitted:
+// the proxy has no Asterisk session id or addresses to put in it, and no
+// client depends on it. A second Login answers "Already authenticated".
+//
+// # PBXs
+//
+// The session PBX is the user's only PBX; else the PBX named by a Server
+// header on Login; else Config.DefaultPBX if the user may use it; else the
+// first granted PBX in sorted order. Any later action may carry "Server:
+// <name>" to address another granted PBX; the header is removed before the
+// action is forwarded, and no action is ever sent to more than one PBX. A
+// Server header naming a PBX the user may not use, or that does not exist,
+// gets "Permission denied".
+//
+// By default a session receives the events of its session PBX only,
+// byte for byte as the PBX sent them. A "Servers" header on Login or on the
+// Events action — "*" for every granted PBX, or a comma-separated list —
+// subscribes the session to those PBXs instead, and every event (and late
+// reply) then carries "Server: <name>" right after its Privilege line (the
+// first line that a client's first-match lookup finds, before any body
+// header). Eventfilters see the event as the PBX sent it.
+//
+// # Actions
+//
+// The session-scoped actions are emulated and never forwarded: Login,
+// Logoff ("Response: Goodbye", then close), Challenge (AuthType MD5; one
+// challenge per session, reused), Events (EventMask as in Asterisk: "Events:
+// On|Off", "Invalid event mask"), Filter (needs what the policy says, which
+// is write system as in Asterisk; exact replies of ami-spec.md §5.5; at most
+// 128 per session), WaitEvent (Asterisk's TCP semantics, see Events) and Ping,
+// which the proxy answers itself ("Ping: Pong" and its own Timestamp): it
+// is the client's keepalive towards the proxy, costs the shared PBX session
+// nothing, and the proxy keeps its own keepalive with each PBX.
+//
+// Every other action goes to policy.Subject.Decide for the target PBX.
+// The engine denies by default: an action it does not know (where
+// Asterisk would answer "Invalid/unknown command") and the class-0
+// actions that change state are refused unless a role lists them in
+// allow_actions. A denial is answered exactly as Asterisk answers one, "Response: Error"
+// with the client's ActionID and "Message: Permission denied" (or the
+// engine's other public Reason): clients compare that text, so the
+// reference of house style C4 goes to the audit log only, together with the
+// rule and the client's ActionID, by which an operator finds it. An allowed
+// action is sent with upstream.Conn.Do, which gives the client's ActionID
+// back byte for byte; the whole reply (a list with all its items) is
+// collected and written at once. ListCommands replies lose the lines of
+// actions the user may not run (policy.Subject.ListCommandsAllowed). When
+// the PBX link is down or drops, the client gets upstream's "Response:
+// Error" naming the PBX and keeps its session. Failures that Asterisk has no
+// text for get "Message: Action failed (ref <ref>)".
+//
+// # Events
+//
+// Each session has one upstream.Client subscribed to the PBXs it watches.
+// Events pass, in order: Asterisk's read rule and the role eventfilters
+// (policy.Subject.DeliverEvent, with the send mask = read mask ∩ Events
+// mask), then the session's own Filter additions. Role filters are the
+// administrator's limit: a Filter action can narrow what they let through
+// but, unlike in Asterisk, never widen it. Events are written between
+// replies, never inside one: while a request is being handled, events wait
+// and follow its reply, as in Asterisk's session thread (so the
+// OriginateResponse of an async Originate always follows "Originate
+// successfully queued"). The async Originate's OriginateResponse reaches
+// only the client that originated (upstream routes it), through the same
+// checks. When a watched PBX link goes down or comes back the client gets
+// "Event: ProxyUpstreamDown" or "Event: ProxyUpstreamUp" with "Privilege:
+// system,all" and "Server: <name>", delivered like any system event.
+// [Gateway.Close] sends Asterisk's own "Event: Shutdown" (Shutdown:
+// Cleanly, Restart: False) to sessions that read system events, then
+// closes them.
+//
+// WaitEvent follows Asterisk's TCP semantics (tcp-waitevent.txt): nothing
+// is written until an event passes the checks, the Timeout (seconds;
+// missing or -1: no limit; 0: at once) expires, or the client sends its
+// next request; then "Response: Success" / "Message: Waiting for Event
+// completed.", the events that ended the wait, and "Event:
+// WaitEventComplete" with the ActionID, in one write.
+//
+// # Limits
+//
+// HandshakeTimeout bounds TLS, banner and Login from accept (authtimeout;
+// closed without a word, whatever the client is doing). MaxUnauthenticated
+// bounds the connections not yet logged in (authlimit; the excess is closed
+// before the banner). Credentials that expire (Principal.Expires) end the
+// session.
+//
+// A client's outgoing buffer has two bounded stages: its upstream.Client
+// queue (upstream.Config.SubscriberQueue per PBX), which the PBX readers
+// fill without ever blocking, and the proxy's queue of ClientQueue replies
+// and events (at most 64 MiB), which the session's writer drains. When the
+// proxy's queue is full the session's event loop stops draining the
+// upstream queue and its reader stops reading requests; when the upstream
+// queue overflows too, or a write makes no progress for WriteTimeout
+// (Asterisk's writetimeout), the client is disconnected and counted in
+// Stats.SlowDisconnects. Nothing a client does slows another client or
+// the PBX link.
+//
+// # Logging
+//
+// Config.Audit gets one line per Login ("auth.login", result
+// success|failure) and per action ("ami.action": session, door, remote,
+// user, principal, pbx, action, action_id, result allow|deny|error, rule,
+// response, latency, ref). Config.Logger gets operational events. Neither
+// ever sees a Secret or Key value, or any header but the action name and
+// ActionID.
+//
+// # Concurrency
+//
+// A Gateway is safe for concurrent use. Goroutines, owners and exits:
+//
+//   - the accept loop of each listener runs on the caller of ServeAMI and
+//     ends when the listener closes, its ctx ends or Close is called; it
+//     then shuts its sessions down and waits for them;
+//   - one amiConn.serve per connection, owned by its ServeAMI and the
+//     Gateway (Close waits for it), which runs readLoop, writeLoop and
+//     eventLoop and returns when all three have exited; writeLoop is the
+//     only writer to the connection. Each recovers from panics, logs the
+//     stack and ends its own session only.
+//
+// Non-goals: certificate management (cmd/amiproxy hands in a *tls.Config),
+// pre-auth rate limiting per address (later), ActionID rewriting (done by
+// upstream), and closing the upstream.Pool (its owner does, after Close).
 package proxy

@@ -1,0 +1,799 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/amiproxy/amiproxy/auth"
+	"github.com/amiproxy/amiproxy/policy"
+	"github.com/amiproxy/amiproxy/rawman"
+	"github.com/amiproxy/amiproxy/upstream"
+)
+
+// session is one client's AMI session, independent of the transport: the
+// login state, the session PBX, the event mask, the session's own Filter
+// additions and its upstream.Client. A front door feeds it requests with
+// handle and events with deliver, and writes what they return; the native
+// AMI door (amiConn) and the HTTP manager drive the same type.
+//
+// handle may run concurrently with deliver and shutdownEvent; the state is
+// guarded by mu (never held across I/O or upstream calls) and the event
+// path reads an immutable eventView through an atomic pointer.
+type session struct {
+	g      *Gateway
+	id     uint64
+	remote netip.AddrPort
+	door   string           // "ami", "ami-tls" (audit)
+	client *upstream.Client // subscriber handle; closed by close
+
+	loginMu sync.Mutex // serializes Login attempts (HTTP requests may overlap)
+
+	mu        sync.Mutex
+	challenge string
+	authed    bool
+	principal auth.Principal
+	subj      *policy.Subject
+	pbx       string       // the session PBX
+	granted   []string     // PBXs the subject may use that the pool has, sorted
+	mask      policy.Class // requested event mask: Login Events, Events action
+	servers   []string     // PBXs whose events are subscribed
+	tag       bool         // Servers was given: events carry a Server header
+	filters   policy.FilterSet
+
+	view atomic.Pointer[eventView] // nil until logged in
+}
+
+// eventView is what the event path needs, rebuilt on every change (Login,
+// Events, Filter) and read without locks.
+type eventView struct {
+	subj    *policy.Subject
+	pbx     string                  // session PBX
+	mask    policy.Class            // requested mask
+	send    map[string]policy.Class // subscribed PBX -> ReadMask ∩ mask
+	plain   map[string]bool         // subscribed PBX -> its roles have no eventfilters
+	filters policy.FilterSet        // the session's own Filter additions
+	tag     bool
+}
+
+// deliverCache remembers, for one event loop, the read-rule decisions of
+// policy.Subject.DeliverEvent on PBXs whose roles have no eventfilters.
+// DeliverEvent documents its result as a function of the PBX, the event's
+// Privilege value and the send mask, plus the filters applied to the text;
+// without filters the text does not matter, and the few Privilege values
+// of a PBX (call,all; dialplan,all ...) are decided once per view instead
+// of once per event. The zero value is ready to use; it is not safe for
+// concurrent use.
+type deliverCache struct {
+	view *eventView
+	ok   map[deliverKey]bool
+}
+
+type deliverKey struct{ pbx, privilege string }
+
+// maxDeliverCache bounds a deliverCache: Privilege values are few, but a
+// PBX could send arbitrary ones.
+const maxDeliverCache = 256
+
+// result is what handle returns to the front door.
+type result struct {
+	out     []byte    // the complete reply: write it at once
+	wait    *waitReq  // WaitEvent: the front door waits (out is empty)
+	close   bool      // end the session after writing out
+	login   bool      // this request logged the session in
+	expires time.Time // with login: when the Principal expires (zero: never)
+}
+
+// waitReq is a WaitEvent in progress.
+type waitReq struct {
+	actionID string
+	timeout  time.Duration // < 0: until an event or the next request
+}
+
+func newSession(g *Gateway, remote netip.AddrPort, door string) *session {
+	return &session{
+		g:      g,
+		id:     g.nextID.Add(1),
+		remote: remote,
+		door:   door,
+		client: g.pool.NewClient(),
+		mask:   policy.All,
+	}
+}
+
+// close releases the upstream subscription. It is idempotent.
+func (s *session) close() { s.client.Close() }
+
+func (s *session) loggedIn() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.authed
+}
+
+// handle runs one request and returns the reply. It blocks while an
+// action is forwarded to a PBX; a Login failure also sleeps LoginFailDelay
+// first. Both end early when ctx ends.
+func (s *session) handle(ctx context.Context, req rawman.Message) result {
+	start := s.g.now()
+	name := req.Action()
+	id := req.ActionID()
+	if name == "" {
+		// Asterisk answers this before it looks at authentication.
+		return result{out: errorReply(id, msgMissingAction)}
+	}
+	key := strings.ToLower(name)
+	if !s.loggedIn() {
+		switch key {
+		case "login":
+			return s.login(ctx, req, start)
+		case "logoff":
+			s.auditAction(start, name, id, "", "allow", "session: logoff", "", "")
+			s.g.stats.allowed.Add(1)
+			return s.logoff(id)
+		case "challenge":
+			return s.doChallenge(req, start)
+		}
+		s.deny(start, name, id, "", "session: not logged in")
+		return result{out: errorReply(id, msgPermissionDenied)}
+	}
+	switch key {
+	case "login":
+		s.allow(start, name, id, s.sessionPBX(), "session: already authenticated")
+		return result{out: appendAck(nil, "Success", id, "Already authenticated")}
+	case "logoff":
+		s.allow(start, name, id, s.sessionPBX(), "session: logoff")
+		return s.logoff(id)
+	}
+	pbx, ok := s.target(req)
+	if !ok {
+		s.deny(start, name, id, req.Get("Server"), "pbx "+clipLog(req.Get("Server"))+": not granted")
+		return result{out: errorReply(id, msgPermissionDenied)}
+	}
+	switch key {
+	case "challenge":
+		return s.doChallenge(req, start)
+	case "events":
+		return s.doEvents(req, start)
+	case "waitevent":
+		s.allow(start, name, id, pbx, "session: waitevent")
+		timeout := time.Duration(-1)
+		if n := parseTimeout(req.Get("Timeout")); n >= 0 {
+			timeout = time.Duration(n) * time.Second
+		}
+		return result{wait: &waitReq{actionID: id, timeout: timeout}}
+	case "ping":
+		s.allow(start, name, id, pbx, "session: ping")
+		b := appendResponse(nil, "Success", id)
+		b = appendHeader(b, "Ping", "Pong")
+		b = appendHeader(b, "Timestamp", epochMicro(s.g.now()))
+		return result{out: append(b, "\r\n"...)}
+	case "filter":
+		return s.doFilter(req, pbx, start)
+	}
+	return s.forward(ctx, req, pbx, start)
+}
+
+// sessionPBX returns the session PBX ("" before login).
+func (s *session) sessionPBX() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pbx
+}
+
+// target returns the PBX an action addresses: its Server header, which
+// must name a PBX the user may use, or the session PBX.
+func (s *session) target(req rawman.Message) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	srv := req.Get("Server")
+	if srv == "" {
+		return s.pbx, true
+	}
+	if _, found := slices.BinarySearch(s.granted, srv); !found {
+		return "", false
+	}
+	return srv, true
+}
+
+func (s *session) logoff(id string) result {
+	b := appendResponse(nil, "Goodbye", id)
+	b = appendHeader(b, "Message", "Thanks for all the fish.")
+	return result{out: append(b, "\r\n"...), close: true}
+}
+
+// doChallenge is action_challenge: one challenge per session, reused.
+func (s *session) doChallenge(req rawman.Message, start time.Time) result {
+	id := req.ActionID()
+	pbx := s.sessionPBX()
+	if !strings.EqualFold(req.Get("AuthType"), "MD5") {
+		s.allow(start, "Challenge", id, pbx, "session: challenge")
+		return result{out: errorReply(id, "Must specify AuthType")}
+	}
+	s.mu.Lock()
+	ch := s.challenge
+	s.mu.Unlock()
+	if ch == "" {
+		var err error
+		if ch, err = auth.NewChallenge(); err != nil {
+			ref := newRef()
+			s.g.log.Error("proxy: challenge", "session", s.id, "ref", ref, "err", err)
+			s.fail(start, "Challenge", id, pbx, "", ref)
+			return result{out: errorReply(id, "Action failed (ref "+ref+")")}
+		}
+		s.mu.Lock()
+		if s.challenge == "" {
+			s.challenge = ch
+		}
+		ch = s.challenge
+		s.mu.Unlock()
+	}
+	s.allow(start, "Challenge", id, pbx, "session: challenge")
+	b := appendResponse(nil, "Success", id)
+	b = appendHeader(b, "Challenge", ch)
+	return result{out: append(b, "\r\n"...)}
+}
+
+// login is action_login. The Principal comes from the Authenticator, what
+// it may do from the policy engine.
+func (s *session) login(ctx context.Context, req rawman.Message, start time.Time) result {
+	s.loginMu.Lock()
+	defer s.loginMu.Unlock()
+	id := req.ActionID()
+	if s.loggedIn() { // another request logged in meanwhile
+		s.allow(start, "Login", id, s.sessionPBX(), "session: already authenticated")
+		return result{out: appendAck(nil, "Success", id, "Already authenticated")}
+	}
+	user := req.Get("Username")
+	s.mu.Lock()
+	challenge := s.challenge
+	s.mu.Unlock()
+	creds := auth.Credentials{
+		Username:  user,
+		Secret:    auth.Secret(req.Get("Secret")),
+		AuthType:  req.Get("AuthType"),
+		Key:       req.Get("Key"),
+		Challenge: challenge,
+		Remote:    s.remote,
+	}
+	p, err := s.g.authn.Authenticate(ctx, creds)
+	if err != nil {
+		return s.loginFailed(ctx, start, id, user, "", err.Error())
+	}
+	name := p.Username
+	if name == "" {
+		name = user
+	}
+	subj := s.g.engine.Subject(name, p.Groups)
+	var granted []string
+	for _, pbx := range subj.PBXs() {
+		if s.g.pbxs[pbx] && subj.MayUse(pbx).Allowed() {
+			granted = append(granted, pbx)
+		}
+	}
+	slices.Sort(granted)
+	if len(granted) == 0 {
+		return s.loginFailed(ctx, start, id, name, p.Method, "policy: no pbx granted")
+	}
+	pbx := granted[0]
+	if srv := req.Get("Server"); srv != "" {
+		if _, ok := slices.BinarySearch(granted, srv); !ok {
+			return s.loginFailed(ctx, start, id, name, p.Method, "policy: pbx "+clipLog(srv)+" not granted")
+		}
+		pbx = srv
+	} else if d := s.g.cfg.DefaultPBX; d != "" && slices.Contains(granted, d) {
+		pbx = d
+	}
+	mask := policy.All
+	if ev := req.Get("Events"); ev != "" {
+		if m, ok := policy.ParseEventMask(ev); ok {
+			mask = m // else unchanged, as Asterisk's set_eventmask
+		}
+	}
+	servers, tag := []string{pbx}, false
+	if v := req.Get("Servers"); strings.TrimSpace(v) != "" {
+		list, bad := parseServers(v, granted)
+		if bad != "" {
+			return s.loginFailed(ctx, start, id, name, p.Method, "policy: pbx "+clipLog(bad)+" not granted")
+		}
+		servers, tag = list, true
+	}
+	for _, srv := range servers {
+		c, _ := s.g.pool.Get(srv)
+		if err := c.Subscribe(s.client); err != nil {
+			// Only a closed client fails: the Gateway or Pool is closing.
+			ref := newRef()
+			s.g.log.Warn("proxy: subscribe", "session", s.id, "pbx", srv, "ref", ref, "err", err)
+			return s.loginFailed(ctx, start, id, name, p.Method, "subscribe: "+err.Error())
+		}
+	}
+
+	s.mu.Lock()
+	s.authed = true
+	s.principal = p
+	s.principal.Username = name
+	s.subj = subj
+	s.pbx = pbx
+	s.granted = granted
+	s.mask = mask
+	s.servers = servers
+	s.tag = tag
+	s.rebuildViewLocked()
+	s.mu.Unlock()
+
+	s.g.stats.loginsOK.Add(1)
+	s.g.audit.LogAttrs(ctx, slog.LevelInfo, "auth.login",
+		slog.String("result", "success"),
+		slog.Uint64("session", s.id),
+		slog.String("door", s.door),
+		slog.String("remote", s.remote.String()),
+		slog.String("user", name),
+		slog.String("principal", p.Subject),
+		slog.String("method", p.Method),
+		slog.String("pbx", pbx),
+		slog.String("action_id", clipLog(id)),
+		slog.Duration("latency", s.g.now().Sub(start)),
+	)
+	b := appendAck(nil, "Success", id, "Authentication accepted")
+	// Asterisk 22.10 (action_login): FullyBooted right after the reply,
+	// in the same write, when the send mask and the read mask hold system.
+	if (mask & subj.ReadMask(pbx) & policy.System) != 0 {
+		up := strconv.FormatInt(int64(s.g.now().Sub(s.g.start)/time.Second), 10)
+		b = appendHeader(b, "Event", "FullyBooted")
+		b = appendHeader(b, "Privilege", policy.System.String())
+		b = appendHeader(b, "Uptime", up)
+		b = appendHeader(b, "LastReload", up)
+		b = appendHeader(b, "Status", "Fully Booted")
+		b = append(b, "\r\n"...)
+	}
+	return result{out: b, login: true, expires: p.Expires}
+}
+
+// loginFailed audits a failed Login, waits LoginFailDelay and answers
+// "Authentication failed"; the session then ends (Asterisk closes).
+func (s *session) loginFailed(ctx context.Context, start time.Time, id, user, method, cause string) result {
+	ref := newRef()
+	s.g.stats.loginsFailed.Add(1)
+	s.g.audit.LogAttrs(ctx, slog.LevelWarn, "auth.login",
+		slog.String("result", "failure"),
+		slog.Uint64("session", s.id),
+		slog.String("door", s.door),
+		slog.String("remote", s.remote.String()),
+		slog.String("user", clipLog(user)),
+		slog.String("method", method),
+		slog.String("reason", cause),
+		slog.String("ref", ref),
+		slog.String("action_id", clipLog(id)),
+		slog.Duration("latency", s.g.now().Sub(start)),
+	)
+	if d := s.g.cfg.LoginFailDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	return result{out: errorReply(id, msgAuthFailed), close: true}
+}
+
+// parseServers reads a Servers header: "*" (every granted PBX) or a comma
+// separated list of PBX names, blanks around names ignored. It returns the
+// sorted, unique list, or the first name that is not granted.
+func parseServers(v string, granted []string) (list []string, bad string) {
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		switch {
+		case item == "":
+			continue
+		case item == "*":
+			list = append(list, granted...)
+		default:
+			if _, ok := slices.BinarySearch(granted, item); !ok {
+				return nil, item
+			}
+			list = append(list, item)
+		}
+	}
+	slices.Sort(list)
+	list = slices.Compact(list)
+	if len(list) == 0 {
+		return nil, v
+	}
+	return list, ""
+}
+
+// doEvents is action_events, plus the proxy's Servers header that changes
+// which PBXs' events the session receives.
+func (s *session) doEvents(req rawman.Message, start time.Time) result {
+	id := req.ActionID()
+	mask, maskOK := policy.ParseEventMask(req.Get("EventMask"))
+	srvHeader := strings.TrimSpace(req.Get("Servers"))
+	if !maskOK && srvHeader == "" {
+		s.allow(start, "Events", id, s.sessionPBX(), "session: events")
+		return result{out: errorReply(id, "Invalid event mask")}
+	}
+	s.mu.Lock()
+	var add, remove []string
+	if srvHeader != "" {
+		list, bad := parseServers(srvHeader, s.granted)
+		if bad != "" {
+			pbx := s.pbx
+			s.mu.Unlock()
+			s.deny(start, "Events", id, pbx, "pbx "+clipLog(bad)+": not granted")
+			return result{out: errorReply(id, msgPermissionDenied)}
+		}
+		for _, p := range list {
+			if !slices.Contains(s.servers, p) {
+				add = append(add, p)
+			}
+		}
+		for _, p := range s.servers {
+			if !slices.Contains(list, p) {
+				remove = append(remove, p)
+			}
+		}
+		s.servers, s.tag = list, true
+	}
+	if maskOK {
+		s.mask = mask
+	}
+	on := s.mask != 0
+	pbx := s.pbx
+	s.rebuildViewLocked()
+	s.mu.Unlock()
+	for _, p := range add {
+		if c, ok := s.g.pool.Get(p); ok {
+			_ = c.Subscribe(s.client) // fails only when closing
+		}
+	}
+	for _, p := range remove {
+		if c, ok := s.g.pool.Get(p); ok {
+			c.Unsubscribe(s.client)
+		}
+	}
+	s.allow(start, "Events", id, pbx, "session: events")
+	state := "Off"
+	if on {
+		state = "On"
+	}
+	b := appendResponse(nil, "Success", id)
+	b = appendHeader(b, "Events", state)
+	return result{out: append(b, "\r\n"...)}
+}
+
+// doFilter is action_filter: the filter joins the session's own set. It
+// needs what Asterisk needs (write system), decided by the policy.
+func (s *session) doFilter(req rawman.Message, pbx string, start time.Time) result {
+	id := req.ActionID()
+	s.mu.Lock()
+	subj := s.subj
+	s.mu.Unlock()
+	if d := subj.Decide(pbx, req); !d.Allowed() {
+		s.deny(start, "Filter", id, pbx, d.Rule)
+		return result{out: errorReply(id, publicReason(d))}
+	}
+	reply := func(resp, msg string) result {
+		s.allow(start, "Filter", id, pbx, "session: filter")
+		return result{out: appendAck(nil, resp, id, msg)}
+	}
+	if !strings.EqualFold(req.Get("Operation"), "Add") {
+		return reply("Error", "Unknown operation")
+	}
+	f, err := policy.ParseFilterAction(req.Get("Filter"), req.Get("MatchCriteria"))
+	switch {
+	case errors.Is(err, policy.ErrFilterCompile):
+		return reply("Error", "Filter did not compile.  Check the syntax of the filter given.")
+	case errors.Is(err, policy.ErrFilterFormat):
+		return reply("Error", "Filter was formatted incorrectly.  Check the syntax of the filter given.")
+	case err != nil:
+		// A regex Asterisk accepts but Go cannot match the same way.
+		return reply("Error", "Internal Error. Failed adding filter.")
+	}
+	s.mu.Lock()
+	if s.filters.Len() >= maxSessionFilters {
+		s.mu.Unlock()
+		return reply("Error", "Internal Error. Failed adding filter.")
+	}
+	s.filters = s.filters.With(f)
+	s.rebuildViewLocked()
+	s.mu.Unlock()
+	return reply("Success", "Success")
+}
+
+// forward sends an allowed action to its PBX and collects the reply.
+func (s *session) forward(ctx context.Context, req rawman.Message, pbx string, start time.Time) result {
+	name, id := req.Action(), req.ActionID()
+	out := req
+	if _, ok := req.Lookup("Server"); ok {
+		out = req.Clone()
+		out.Del("Server")
+	}
+	s.mu.Lock()
+	subj := s.subj
+	s.mu.Unlock()
+	d := subj.Decide(pbx, out)
+	if !d.Allowed() {
+		s.deny(start, name, id, pbx, d.Rule)
+		return result{out: errorReply(id, publicReason(d))}
+	}
+	conn, ok := s.g.pool.Get(pbx)
+	if !ok { // NewGateway and login only admit the pool's PBXs
+		ref := newRef()
+		s.fail(start, name, id, pbx, d.Rule, ref)
+		return result{out: errorReply(id, "Action failed (ref "+ref+")")}
+	}
+	listCommands := strings.EqualFold(name, "ListCommands")
+	var buf []byte
+	var resp string
+	first := true
+	err := conn.Do(ctx, s.client, out, func(m rawman.Message) {
+		if first {
+			first = false
+			resp = m.Response()
+			if listCommands && m.IsResponse() {
+				m = filterListCommands(m, subj, pbx)
+			}
+		}
+		b, err := rawman.Append(buf, m)
+		if err != nil { // cannot happen for a parsed message; never send half
+			s.g.log.Warn("proxy: unencodable reply", "session", s.id, "pbx", pbx, "err", err)
+			return
+		}
+		buf = b
+	})
+	if err == nil {
+		s.g.stats.allowed.Add(1)
+		s.auditAction(start, name, id, pbx, "allow", d.Rule, resp, "")
+		return result{out: buf}
+	}
+	ref := newRef()
+	s.fail(start, name, id, pbx, d.Rule, ref)
+	var le *upstream.LinkError
+	switch {
+	case errors.As(err, &le):
+		// Do has passed us a "Response: Error" naming the PBX.
+		s.g.log.Info("proxy: action failed", "session", s.id, "pbx", pbx, "action", clipLog(name), "ref", ref, "err", err)
+		if len(buf) == 0 {
+			buf = errorReply(id, le.Public())
+		}
+	case ctx.Err() != nil:
+		// The session is ending; nobody reads the reply.
+	default:
+		s.g.log.Warn("proxy: action failed", "session", s.id, "pbx", pbx, "action", clipLog(name), "ref", ref, "err", err)
+		buf = errorReply(id, "Action failed (ref "+ref+")")
+	}
+	return result{out: buf}
+}
+
+// filterListCommands removes from a ListCommands reply the lines of the
+// actions the subject may not run on pbx (ami-spec.md §3.6), so the
+// client sees what Asterisk would show that user.
+func filterListCommands(m rawman.Message, subj *policy.Subject, pbx string) rawman.Message {
+	var out rawman.Message
+	for i, h := range m.All() {
+		keep := i == 0 || h.Bare() || strings.EqualFold(h.Key, "ActionID") ||
+			subj.ListCommandsAllowed(pbx, h.Key)
+		if !keep {
+			continue
+		}
+		var err error
+		if h.Bare() {
+			err = out.AddBare(h.Value)
+		} else {
+			err = out.Add(h.Key, h.Value)
+		}
+		if err != nil {
+			return m
+		}
+	}
+	return out
+}
+
+// publicReason is the text a client gets for a denial: the engine's
+// public-safe Reason, or Asterisk's "Permission denied".
+func publicReason(d policy.Decision) string {
+	if d.Reason != "" {
+		return d.Reason
+	}
+	return msgPermissionDenied
+}
+
+// rebuildViewLocked publishes a new eventView. s.mu must be held.
+func (s *session) rebuildViewLocked() {
+	v := &eventView{
+		subj:    s.subj,
+		pbx:     s.pbx,
+		mask:    s.mask,
+		send:    make(map[string]policy.Class, len(s.servers)),
+		plain:   make(map[string]bool, len(s.servers)),
+		filters: s.filters,
+		tag:     s.tag,
+	}
+	for _, p := range s.servers {
+		v.send[p] = s.subj.ReadMask(p) & s.mask
+		v.plain[p] = s.subj.Filters(p).Len() == 0
+	}
+	s.view.Store(v)
+}
+
+// deliver decides whether one item of the session's upstream queue
+// reaches the client and returns the bytes to write, or nil. It never
+// blocks and may run concurrently with handle.
+//
+//   - Events of subscribed PBXs pass Asterisk's read rule and the role
+//     eventfilters (Subject.DeliverEvent), then the session's own Filter
+//     additions; with Servers, a Server header is inserted.
+//   - Late replies addressed to this client (Event.Reply) that are events
+//     (the OriginateResponse of its async Originate) pass the same checks,
+//     as in Asterisk; late responses pass unfiltered, like any response.
+//   - Link changes become ProxyUpstreamDown / ProxyUpstreamUp events of
+//     class system, checked like events.
+//
+// dc, if not nil, caches read-rule decisions across calls from one
+// goroutine.
+func (s *session) deliver(ev *upstream.Event, dc *deliverCache) []byte {
+	v := s.view.Load()
+	if v == nil {
+		return nil
+	}
+	if dc != nil && dc.view != v {
+		dc.view = v
+		clear(dc.ok)
+	}
+	switch {
+	case ev.Link != upstream.LinkNone:
+		if _, ok := v.send[ev.PBX]; !ok {
+			return nil
+		}
+		name := EventUpstreamDown
+		if ev.Link == upstream.LinkUp {
+			name = EventUpstreamUp
+		}
+		msg := rawman.New("Event", name, "Privilege", policy.System.String(), "Server", ev.PBX)
+		raw, err := rawman.Encode(msg)
+		if err != nil {
+			return nil
+		}
+		return v.admit(ev.PBX, msg, raw, false, nil)
+	case ev.Reply && !ev.Msg.IsEvent():
+		if v.tag {
+			return insertServer(ev.Raw, ev.PBX)
+		}
+		return ev.Raw
+	case !ev.Reply:
+		if _, ok := v.send[ev.PBX]; !ok {
+			return nil // queued before an Events action unsubscribed it
+		}
+	}
+	return v.admit(ev.PBX, ev.Msg, ev.Raw, v.tag, dc)
+}
+
+// admit applies the read rule and the filters to one event.
+//
+// The session's own filters narrow what the role filters let through (an
+// event must pass both). In Asterisk a Filter action joins the user's
+// manager.conf filters into one set, where an include filter widens the
+// user's includes; here the role filters are the administrator's limit and
+// a client cannot widen them. Without role filters the result is
+// Asterisk's.
+func (v *eventView) admit(pbx string, msg rawman.Message, raw []byte, tag bool, dc *deliverCache) []byte {
+	text := eventText(raw)
+	send, ok := v.send[pbx]
+	if !ok {
+		send = v.subj.ReadMask(pbx) & v.mask
+	}
+	var allowed, cached bool
+	var key deliverKey
+	if dc != nil && ok && v.plain[pbx] {
+		priv, _ := msg.Lookup("Privilege")
+		key = deliverKey{pbx, priv}
+		allowed, cached = dc.ok[key]
+	}
+	if !cached {
+		allowed = v.subj.DeliverEvent(pbx, msg, text, send).Allowed()
+		if key.pbx != "" && len(dc.ok) < maxDeliverCache {
+			if dc.ok == nil {
+				dc.ok = make(map[deliverKey]bool)
+			}
+			dc.ok[key] = allowed
+		}
+	}
+	if !allowed {
+		return nil
+	}
+	if v.filters.Len() > 0 && !v.filters.Allows(text) {
+		return nil
+	}
+	if tag {
+		return insertServer(raw, pbx)
+	}
+	return raw
+}
+
+// eventText views the encoded event as a string without copying it: the
+// filters of every session read the same shared bytes, which upstream
+// documents as immutable (Event.Raw MUST NOT be modified), and nothing
+// keeps the string beyond the call. Copying instead would cost one
+// allocation of the whole event per event per client.
+func eventText(raw []byte) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(raw), len(raw))
+}
+
+// shutdownEvent returns Asterisk's Shutdown event if this session would
+// receive it (logged in, reading system events), else nil.
+func (s *session) shutdownEvent() []byte {
+	v := s.view.Load()
+	if v == nil {
+		return nil
+	}
+	msg := rawman.New("Event", "Shutdown", "Privilege", policy.System.String(), "Shutdown", "Cleanly", "Restart", "False")
+	return v.admit(v.pbx, msg, []byte(shutdownEventText), false, nil)
+}
+
+// Audit: one line per action, never a header value other than the action
+// name and the client's ActionID (both clipped).
+
+func (s *session) allow(start time.Time, action, id, pbx, rule string) {
+	s.g.stats.allowed.Add(1)
+	s.auditAction(start, action, id, pbx, "allow", rule, "", "")
+}
+
+func (s *session) deny(start time.Time, action, id, pbx, rule string) {
+	s.g.stats.denied.Add(1)
+	s.auditAction(start, action, id, pbx, "deny", rule, "", newRef())
+}
+
+func (s *session) fail(start time.Time, action, id, pbx, rule, ref string) {
+	s.g.stats.failed.Add(1)
+	s.auditAction(start, action, id, pbx, "error", rule, "", ref)
+}
+
+func (s *session) auditAction(start time.Time, action, id, pbx, result, rule, resp, ref string) {
+	s.mu.Lock()
+	user, principal := s.principal.Username, s.principal.Subject
+	s.mu.Unlock()
+	attrs := []slog.Attr{
+		slog.String("result", result),
+		slog.Uint64("session", s.id),
+		slog.String("door", s.door),
+		slog.String("remote", s.remote.String()),
+		slog.String("user", user),
+		slog.String("principal", principal),
+		slog.String("pbx", pbx),
+		slog.String("action", clipLog(action)),
+		slog.String("action_id", clipLog(id)),
+		slog.String("rule", rule),
+		slog.Duration("latency", s.g.now().Sub(start)),
+	}
+	if resp != "" {
+		attrs = append(attrs, slog.String("response", clipLog(resp)))
+	}
+	if ref != "" {
+		attrs = append(attrs, slog.String("ref", ref))
+	}
+	level := slog.LevelInfo
+	if result != "allow" {
+		level = slog.LevelWarn
+	}
+	s.g.audit.LogAttrs(context.Background(), level, "ami.action", attrs...)
+}
+
+// clipLog keeps client-supplied strings in logs short.
+func clipLog(s string) string {
+	const max = 80
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
