@@ -94,12 +94,13 @@ func failed(cause error) (Principal, error) {
 
 // Local authenticates against a fixed set of local accounts.
 //
-// Timing: a plain Login always costs exactly one bcrypt comparison, whether
-// the username exists or not and whether the account has a SecretHash or
-// only a plaintext Secret. Without a real hash to check, Local compares
-// against a dummy hash of the highest cost configured (DefaultBcryptCost if
-// no account has a hash), so response time does not reveal which usernames
-// exist. An MD5 Login never runs bcrypt: it always computes one MD5, against
+// Timing: when any account has a SecretHash, a plain Login always costs
+// exactly one bcrypt comparison, whether the username exists or not and
+// whether the account has a SecretHash or only a plaintext Secret: without a
+// real hash to check, Local compares against a dummy hash of the highest
+// cost configured, so response time does not reveal which usernames exist.
+// When no account has a hash, no path runs bcrypt (every path is one
+// constant-time comparison), which keeps plaintext-only deployments fast. An MD5 Login never runs bcrypt: it always computes one MD5, against
 // a dummy secret when the username is unknown or the account has no
 // plaintext. Comparisons of secrets and keys are constant-time.
 //
@@ -185,13 +186,11 @@ func NewLocal(accounts []Account) (*Local, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if maxCost == 0 {
-		maxCost = DefaultBcryptCost
+	l := &Local{users: users}
+	if maxCost > 0 {
+		l.dummyHash = []byte(dummyHashes[maxCost])
 	}
-	return &Local{
-		users:     users,
-		dummyHash: []byte(dummyHashes[maxCost]),
-	}, nil
+	return l, nil
 }
 
 // checkUsername rejects usernames that a client could not send in an AMI
@@ -273,17 +272,18 @@ func (l *Local) authenticatePlain(c Credentials) (Principal, error) {
 	given := []byte(c.Secret.Reveal())
 	switch {
 	case a == nil:
-		_ = l.compareHash(l.dummy(), given)
+		_ = equalSecret(dummySecret, c.Secret)
+		l.spendDummy(given)
 		return failed(errUnknownUser)
 	case a.hash == nil:
 		ok := equalSecret(a.secret, c.Secret)
-		_ = l.compareHash(l.dummy(), given)
+		l.spendDummy(given)
 		if !ok {
 			return failed(errWrongSecret)
 		}
 	case len(given) > maxBcryptSecret:
 		// bcrypt would ignore everything after byte 72.
-		_ = l.compareHash(l.dummy(), given)
+		l.spendDummy(given)
 		return failed(errSecretTooLong)
 	default:
 		if err := l.compareHash(a.hash, given); err != nil {
@@ -337,11 +337,13 @@ func (l *Local) compareHash(hash, secret []byte) error {
 	return bcrypt.CompareHashAndPassword(hash, secret)
 }
 
-func (l *Local) dummy() []byte {
+// spendDummy runs the bcrypt comparison a hashed account would cost, when
+// any account has a hash (see Local on timing).
+func (l *Local) spendDummy(given []byte) {
 	if l == nil || l.dummyHash == nil {
-		return []byte(dummyHashes[DefaultBcryptCost])
+		return
 	}
-	return l.dummyHash
+	_ = l.compareHash(l.dummyHash, given)
 }
 
 func (a *account) principal(method string) Principal {
