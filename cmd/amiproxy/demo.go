@@ -2,63 +2,126 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"time"
 
 	"github.com/amiproxy/amiproxy/internal/pbxsim"
+	"github.com/amiproxy/amiproxy/policy"
 )
 
-// runDemo runs the embedded demo. Until the proxy lands (issue 3) it starts
-// the two simulated PBXs, east and west, that the demo proxy will front,
-// with steady sample call traffic, and says how to reach them.
+// demoUsers are the accounts the demo prints and its tests use.
+var demoUsers = []struct{ name, secret, what string }{
+	{"admin", "adminpass", "everything, on east and west"},
+	{"operator", "operatorpass", "read call, write call+originate, east only"},
+	{"viewer", "viewerpass", "read call, write nothing, east and west"},
+}
+
+// runDemo runs the whole product on embedded defaults: two simulated PBXs
+// (east, west) with steady sample call traffic behind the proxy, with a
+// self-signed certificate and three demo users. No files are needed.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	east := fs.String("east", "127.0.0.1:15038", "address of the simulated PBX east")
-	west := fs.String("west", "127.0.0.1:15039", "address of the simulated PBX west")
+	amiAddr := fs.String("ami", "127.0.0.1:5038", "plaintext AMI listener (loopback only)")
+	amiTLSAddr := fs.String("ami-tls", "127.0.0.1:5039", "AMI over TLS listener")
 	var sf simFlags
 	sf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	logger := newLogger(stderr, sf.verbose)
-	addrs := map[string]net.Addr{}
-	for _, pbx := range []struct{ name, addr string }{{"east", *east}, {"west", *west}} {
-		cfg := sf.config(logger.With("pbx", pbx.name))
-		cfg.SystemName = pbx.name
-		srv, err := pbxsim.New(cfg)
+
+	// The proxy's own service account on the simulated PBXs.
+	svc := make([]byte, 16)
+	_, _ = rand.Read(svc)
+	svcSecret := hex.EncodeToString(svc)
+
+	f := &File{}
+	for _, name := range []string{"east", "west"} {
+		cfg := sf.config(logger.With("pbx", name))
+		cfg.SystemName = name
+		cfg.Users = append(pbxsim.DefaultUsers(), pbxsim.User{Name: "amiproxy", Secret: svcSecret, Read: "all", Write: "all"})
+		sim, err := pbxsim.New(cfg)
 		if err != nil {
-			return fmt.Errorf("demo: %s: %w", pbx.name, err)
+			return fmt.Errorf("demo: %s: %w", name, err)
 		}
-		defer srv.Close()
-		a, err := srv.Start(pbx.addr)
+		defer sim.Close()
+		a, err := sim.Start("127.0.0.1:0")
 		if err != nil {
-			return fmt.Errorf("demo: %s: %w", pbx.name, err)
+			return fmt.Errorf("demo: %s: %w", name, err)
 		}
 		if sf.eventsPerSec >= 0 {
-			srv.StartTraffic(ctx, sf.eventsPerSec)
+			sim.StartTraffic(ctx, sf.eventsPerSec)
 		}
-		addrs[pbx.name] = a
+		f.PBXs = append(f.PBXs, PBX{Name: name, Address: a.String(), Username: "amiproxy", AuthMD5: true, Secret: SecretSource{Value: svcSecret}})
 	}
-	fmt.Fprintf(stdout, `amiproxy demo (preview)
+	if err := f.Listen.AMI.UnmarshalText([]byte(*amiAddr)); err != nil {
+		return fmt.Errorf("demo: -ami: %w", err)
+	}
+	if err := f.Listen.AMITLS.UnmarshalText([]byte(*amiTLSAddr)); err != nil {
+		return fmt.Errorf("demo: -ami-tls: %w", err)
+	}
+	f.TLS = TLS{Mode: TLSSelfSigned, Names: []string{"localhost"}}
+	f.Proxy = Proxy{DefaultPBX: "east", LoginFailDelay: Duration(time.Second)}
+	for _, u := range demoUsers {
+		f.Accounts = append(f.Accounts, Account{Username: u.name, Secret: SecretSource{Value: u.secret}})
+	}
+	f.Policy = policy.Config{
+		Roles: []policy.Role{
+			{Name: "admin", Read: "all", Write: "all", PBXs: []string{"*"}},
+			{Name: "operator", Read: "call", Write: "call,originate", PBXs: []string{"east"}},
+			{Name: "viewer", Read: "call", Write: "none", PBXs: []string{"*"}},
+		},
+		Users: map[string][]string{"admin": {"admin"}, "operator": {"operator"}, "viewer": {"viewer"}},
+	}
+	if err := f.Validate(); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	rc, err := f.build(osEnv, os.ReadFile)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	tlsCfg, stopTLS, err := newTLS(ctx, f.TLS, logger)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer stopTLS()
 
-The proxy itself is not built yet (it lands with issue 3). This preview runs the
-two simulated PBXs the demo proxy will front, with steady sample call traffic:
+	ready := func(addrs map[string]net.Addr) {
+		plain, secure := addrs["ami"], addrs["ami_tls"]
+		fmt.Fprintf(stdout, `amiproxy demo: two simulated PBXs (east, west) with sample call traffic, behind the proxy.
 
-  east  %s
-  west  %s
+  AMI (plaintext, loopback)  %s
+  AMI over TLS               %s   (self-signed; SHA-256 %s)
 
-`, addrs["east"], addrs["west"])
-	printAccounts(stdout)
-	fmt.Fprintf(stdout, `
-Watch east's events (admin sees everything; limited sees call events only):
-  printf 'Action: Login\r\nUsername: admin\r\nSecret: adminpass\r\n\r\n' | nc %s %s
+Users:
+`, plain, secure, certFingerprint(tlsCfg))
+		for _, u := range demoUsers {
+			fmt.Fprintf(stdout, "  %-9s %-13s %s\n", u.name, u.secret, u.what)
+		}
+		h, p := hostOf(plain), portOf(plain)
+		fmt.Fprintf(stdout, `
+Try it (copy and paste):
+  # log in, ping east, ask west for its settings, log off
+  printf 'Action: Login\r\nUsername: admin\r\nSecret: adminpass\r\nEvents: off\r\n\r\nAction: Ping\r\n\r\nAction: CoreSettings\r\nServer: west\r\n\r\nAction: Logoff\r\n\r\n' | nc -q 2 %[1]s %[2]s
+  # operator may not run Command: "Permission denied"
+  printf 'Action: Login\r\nUsername: operator\r\nSecret: operatorpass\r\nEvents: off\r\n\r\nAction: Command\r\nCommand: core show version\r\n\r\nAction: Logoff\r\n\r\n' | nc -q 2 %[1]s %[2]s
+  # watch east's call events as viewer (Ctrl-C to stop)
+  printf 'Action: Login\r\nUsername: viewer\r\nSecret: viewerpass\r\n\r\n' | nc %[1]s %[2]s
+  # the same over TLS
+  printf 'Action: Login\r\nUsername: admin\r\nSecret: adminpass\r\n\r\n' | openssl s_client -quiet -connect %[3]s
 
-Ctrl-C stops the demo.
-`, hostOf(addrs["east"]), portOf(addrs["east"]))
-	<-ctx.Done()
-	fmt.Fprintln(stdout, "amiproxy demo: stopping")
-	return nil
+The HTTP manager (/rawman, /mxml, /manager) arrives with the rest of issue 3.
+Flags: -ami, -ami-tls, -events-per-second, -v. Ctrl-C stops the demo.
+`, h, p, secure)
+	}
+	err = serveConfig(ctx, f, rc, serveOptions{logger: logger, tlsConfig: tlsCfg, ready: ready})
+	fmt.Fprintln(stdout, "amiproxy demo: stopped")
+	return err
 }

@@ -18,7 +18,7 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
 		}
@@ -30,20 +30,29 @@ func main() {
 const usage = `amiproxy puts a hardened, identity-aware front door on the Asterisk Manager Interface.
 
 Usage:
-  amiproxy demo [flags]       run the demo on embedded defaults (simulated PBXs east and west)
-  amiproxy simulate [flags]   run one simulated Asterisk for your own AMI clients
-  amiproxy version            print the version
+  amiproxy demo [flags]           run the demo on embedded defaults (simulated PBXs east and west)
+  amiproxy serve -config FILE     run the proxy
+  amiproxy check -config FILE     validate a configuration, reporting every problem
+  amiproxy hash-secret [-cost N]  bcrypt a secret read from standard input
+  amiproxy simulate [flags]       run one simulated Asterisk for your own AMI clients
+  amiproxy version                print the version
 
 Run "amiproxy <command> -h" for the flags of a command.
 `
 
 // run executes one subcommand and returns when it is done or ctx ends.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		return runServe(ctx, rest, stdout, stderr)
+	case "check":
+		return runCheck(ctx, rest, stdout, stderr)
+	case "hash-secret":
+		return runHashSecret(ctx, rest, stdin, stdout, stderr)
 	case "simulate":
 		return runSimulate(ctx, rest, stdout, stderr)
 	case "demo":

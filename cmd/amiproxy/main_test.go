@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -40,7 +42,7 @@ func startCommand(t *testing.T, args ...string) (*syncBuffer, func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errs := &syncBuffer{}, &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, out, errs) }()
+	go func() { done <- run(ctx, args, strings.NewReader(""), out, errs) }()
 	var once sync.Once
 	var err error
 	stop := func() error {
@@ -87,13 +89,13 @@ func TestREADMEOneLiner(t *testing.T) {
 	}
 	var line string
 	for l := range strings.Lines(string(readme)) {
-		if strings.HasPrefix(l, "printf 'Action: Login") && strings.Contains(l, "| nc ") {
+		if strings.HasPrefix(l, oneLiner+" ") {
 			line = strings.TrimSpace(l)
 			break
 		}
 	}
-	if !strings.HasPrefix(line, oneLiner+" ") {
-		t.Fatalf("README one-liner %q does not start with the one simulate prints (%q)", line, oneLiner)
+	if line == "" {
+		t.Fatalf("README.md has no line with the one-liner simulate prints (%q)", oneLiner)
 	}
 	out, stop := startCommand(t, "simulate", "-listen", "127.0.0.1:0", "-events-per-second", "-1")
 	addr := waitFor(t, out, listeningRE)[1]
@@ -128,44 +130,97 @@ func TestREADMEOneLiner(t *testing.T) {
 	}
 }
 
-// TestDemoPreview starts the demo on free ports and logs in to both PBXs.
-func TestDemoPreview(t *testing.T) {
-	out, stop := startCommand(t, "demo", "-east", "127.0.0.1:0", "-west", "127.0.0.1:0", "-events-per-second", "50")
-	m := waitFor(t, out, regexp.MustCompile(`east\s+(127\.0\.0\.1:\d+)\s+west\s+(127\.0\.0\.1:\d+)`))
-	for i, name := range []string{"east", "west"} {
-		conn, err := net.DialTimeout("tcp", m[i+1], 5*time.Second)
+// amiExchange sends raw AMI text on a fresh connection to addr and returns
+// everything received until the server closes the connection.
+func amiExchange(t *testing.T, dial func() (net.Conn, error), send string) string {
+	t.Helper()
+	conn, err := dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.WriteString(conn, send); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("reading the reply to %q: %v (got %q)", send, err, got)
+	}
+	return string(got)
+}
+
+// TestDemo runs `amiproxy demo` on free ports and uses it the way its
+// printed instructions say: through the real proxy to two simulated PBXs.
+func TestDemo(t *testing.T) {
+	out, stop := startCommand(t, "demo", "-ami", "127.0.0.1:0", "-ami-tls", "127.0.0.1:0", "-events-per-second", "100", "-login-fail-delay", "0")
+	m := waitFor(t, out, regexp.MustCompile(`AMI \(plaintext, loopback\)\s+(127\.0\.0\.1:\d+)\s+AMI over TLS\s+(127\.0\.0\.1:\d+)`))
+	plain, secure := m[1], m[2]
+	tcp := func() (net.Conn, error) { return net.DialTimeout("tcp", plain, 5*time.Second) }
+
+	// admin: Ping on east, CoreSettings on west via the Server header.
+	got := amiExchange(t, tcp, "Action: Login\r\nUsername: admin\r\nSecret: adminpass\r\nEvents: off\r\n\r\n"+
+		"Action: Ping\r\nActionID: 1\r\n\r\nAction: CoreSettings\r\nActionID: 2\r\nServer: west\r\n\r\nAction: Logoff\r\n\r\n")
+	for _, want := range []string{"Asterisk Call Manager/11.0.0\r\n", "Message: Authentication accepted\r\n",
+		"ActionID: 1\r\nPing: Pong\r\n", "ActionID: 2\r\nAMIversion: ", "Response: Goodbye\r\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("admin session lacks %q:\n%s", want, got)
+		}
+	}
+	// operator: Command is denied, exactly as Asterisk words it; west is not granted.
+	got = amiExchange(t, tcp, "Action: Login\r\nUsername: operator\r\nSecret: operatorpass\r\nEvents: off\r\n\r\n"+
+		"Action: Command\r\nActionID: c\r\nCommand: core show version\r\n\r\n"+
+		"Action: Ping\r\nActionID: w\r\nServer: west\r\n\r\nAction: Logoff\r\n\r\n")
+	for _, want := range []string{"Response: Error\r\nActionID: c\r\nMessage: Permission denied\r\n\r\n",
+		"Response: Error\r\nActionID: w\r\nMessage: Permission denied\r\n\r\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("operator session lacks %q:\n%s", want, got)
+		}
+	}
+	// A wrong password is refused and the connection closed.
+	got = amiExchange(t, tcp, "Action: Login\r\nUsername: viewer\r\nSecret: nope\r\n\r\n")
+	if !strings.Contains(got, "Response: Error\r\nMessage: Authentication failed\r\n\r\n") {
+		t.Errorf("bad password: got %q", got)
+	}
+	// viewer over TLS sees east's call events (read call) and nothing of class system.
+	conn, err := tls.Dial("tcp", secure, &tls.Config{InsecureSkipVerify: true}) // the demo's cert is self-signed
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(15 * time.Second))
+	fmt.Fprint(conn, "Action: Login\r\nUsername: viewer\r\nSecret: viewerpass\r\n\r\n")
+	br := bufio.NewReader(conn)
+	events := 0
+	for events < 5 {
+		line, err := br.ReadString('\n')
 		if err != nil {
-			t.Fatalf("%s: %v", name, err)
+			t.Fatalf("viewer over TLS: %v after %d events", err, events)
 		}
-		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(conn, "Action: Login\r\nUsername: admin\r\nSecret: adminpass\r\n\r\n")
-		br := bufio.NewReader(conn)
-		// Sample traffic flows: expect a call event from this PBX, carrying
-		// its SystemName, within a few seconds.
-		found := false
-		for !found {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("%s: no SystemName-tagged event in the traffic: %v", name, err)
+		if strings.HasPrefix(line, "Privilege: ") {
+			if line != "Privilege: call,all\r\n" {
+				t.Errorf("viewer (read call) got an event with %q", strings.TrimSpace(line))
 			}
-			found = line == "SystemName: "+name+"\r\n"
+			events++
 		}
-		conn.Close()
 	}
 	if err := stop(); err != nil {
 		t.Error(err)
+	}
+	if !strings.Contains(out.String(), "amiproxy demo: stopped") {
+		t.Errorf("demo did not report stopping:\n%s", out.String())
 	}
 }
 
 func TestRunUsage(t *testing.T) {
 	var out, errs syncBuffer
-	if err := run(context.Background(), []string{"nonsense"}, &out, &errs); err == nil || !strings.Contains(err.Error(), "unknown command") {
+	if err := run(context.Background(), []string{"nonsense"}, strings.NewReader(""), &out, &errs); err == nil || !strings.Contains(err.Error(), "unknown command") {
 		t.Errorf("run(nonsense) = %v, want an unknown command error", err)
 	}
-	if err := run(context.Background(), []string{"version"}, &out, &errs); err != nil || !strings.Contains(out.String(), "amiproxy") {
+	if err := run(context.Background(), []string{"version"}, strings.NewReader(""), &out, &errs); err != nil || !strings.Contains(out.String(), "amiproxy") {
 		t.Errorf("run(version) = %v, output %q", err, out.String())
 	}
-	if err := run(context.Background(), []string{"simulate", "-listen", "256.0.0.1:1"}, &out, &errs); err == nil {
+	if err := run(context.Background(), []string{"simulate", "-listen", "256.0.0.1:1"}, strings.NewReader(""), &out, &errs); err == nil {
 		t.Error("simulate on an impossible address returned nil")
 	}
 }

@@ -19,12 +19,12 @@ import (
 // library allows, on a second session that logs in with events on and
 // then only reads (ami.Events) and never sends.
 //
-// The async Originate is sent on the action session; its OriginateResponse
-// is expected on the event session, carrying the action session's
-// ActionID: Asterisk broadcasts OriginateResponse to every session that
-// reads call events, ActionID included (testdata/transcripts/
-// tcp-permission-denied.txt: the limited session sees "ActionID: o1" of an
-// admin session's Originate).
+// Being synchronous, the library originates synchronously (no Async): the
+// reply comes once the call is answered, as Asterisk does and as the proxy
+// emulates. The call's Newchannel is then expected on the event session.
+// (An async Originate's OriginateResponse would not do: Asterisk
+// broadcasts it to every session, but amiproxy routes it only to the
+// session that asked, and an "Events: Off" session receives no events.)
 func TestGoami(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), libraryTimeout)
@@ -98,30 +98,29 @@ func TestGoami(t *testing.T) {
 				Channel:     originateChannel,
 				Application: originateApp,
 				Data:        originateData,
-				Async:       "true",
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Get("Response") != "Success" || r.Get("ActionID") != aid {
+			if r.Get("Response") != "Success" || r.Get("ActionID") != aid || r.Get("Message") != "Originate successfully queued" {
 				t.Fatalf("Originate reply %v", r)
 			}
-			ev, err := evs.wait(ctx, "OriginateResponse with the action session's ActionID on the event session", func(m ami.Response) bool {
-				return m.Get("Event") == "OriginateResponse" && m.Get("ActionID") == aid
+			// The answered call's first Local channel, seen on the event
+			// session; its name is what the list must show.
+			ev, err := evs.wait(ctx, "Newchannel of the originated call on the event session", func(m ami.Response) bool {
+				return m.Get("Event") == "Newchannel" && isOurChannel(m.Get("Channel")) && strings.HasSuffix(m.Get("Channel"), ";1")
 			})
 			if err != nil {
 				t.Fatal(err)
-			}
-			if ev.Get("Response") != "Success" || !isOurChannel(ev.Get("Channel")) {
-				t.Fatalf("OriginateResponse %v", ev)
 			}
 			originated = ev
 		}},
 		{name: "event", run: func(t *testing.T) {
 			if originated == nil {
-				t.Fatal("no OriginateResponse to correlate with")
+				t.Fatal("no originated call to follow")
 			}
-			ch := originated.Get("Channel")
+			// The second leg of the same Local channel pair follows.
+			ch := strings.TrimSuffix(originated.Get("Channel"), ";1") + ";2"
 			if _, err := evs.wait(ctx, "Newchannel for "+ch, func(m ami.Response) bool {
 				return m.Get("Event") == "Newchannel" && m.Get("Channel") == ch
 			}); err != nil {

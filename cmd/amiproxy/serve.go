@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/amiproxy/amiproxy/auth"
+	"github.com/amiproxy/amiproxy/proxy"
+	"github.com/amiproxy/amiproxy/upstream"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "amiproxy.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	f, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if err := f.Validate(); err != nil {
+		return fmt.Errorf("serve: %s: invalid configuration (run amiproxy check for the list):\n%w", *path, err)
+	}
+	rc, err := f.build(osEnv, os.ReadFile)
+	if err != nil {
+		return fmt.Errorf("serve: %s:\n%w", *path, err)
+	}
+	logger, audit, closeLogs, err := newLoggers(f.Log, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLogs()
+	return serveConfig(ctx, f, rc, serveOptions{logger: logger, audit: audit, stdout: stdout})
+}
+
+// newLoggers builds the operational logger (text, on stderr) and the audit
+// logger (one JSON line per action).
+func newLoggers(l Log, stderr io.Writer) (logger, audit *slog.Logger, closeFn func(), err error) {
+	level := slog.LevelInfo
+	switch strings.ToLower(l.Level) {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	closeFn = func() {}
+	var w io.Writer = stderr
+	switch l.Audit {
+	case "", "stderr":
+	case "stdout":
+		w = os.Stdout
+	default:
+		f, err := os.OpenFile(l.Audit, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("log.audit: %w", err)
+		}
+		w, closeFn = f, func() { _ = f.Close() }
+	}
+	audit = slog.New(slog.NewJSONHandler(w, nil))
+	return logger, audit, closeFn, nil
+}
+
+type serveOptions struct {
+	logger, audit *slog.Logger
+	stdout        io.Writer
+	// tlsConfig, when set, is used instead of building one from f.TLS
+	// (the demo brings its own self-signed certificate).
+	tlsConfig *tls.Config
+	// ready, when set, receives the bound listener addresses by name
+	// ("ami", "ami_tls") once every listener is up.
+	ready func(map[string]net.Addr)
+}
+
+// serveConfig runs the proxy until ctx ends, then shuts down in order:
+// stop accepting, tell clients and wait for their sessions, log off the PBXs.
+func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions) error {
+	logger := o.logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	pool, err := upstream.NewPool(rc.pbxs, upstream.Options{Logger: logger.With("part", "upstream")})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer pool.Close()
+	authn, err := auth.NewLocal(rc.accounts)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	gw, err := proxy.NewGateway(proxy.Config{
+		Banner:             f.Proxy.Banner,
+		DefaultPBX:         f.Proxy.DefaultPBX,
+		HandshakeTimeout:   time.Duration(f.Proxy.HandshakeTimeout),
+		MaxUnauthenticated: f.Proxy.MaxUnauthenticated,
+		LoginFailDelay:     time.Duration(f.Proxy.LoginFailDelay),
+		ClientQueue:        f.Proxy.ClientQueue,
+		Logger:             logger.With("part", "proxy"),
+		Audit:              o.audit,
+	}, pool, rc.engine, authn)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer gw.Close()
+
+	addrs := map[string]net.Addr{}
+	type door struct {
+		ln  net.Listener
+		tls *tls.Config // nil: plain text
+	}
+	var doors []door
+	closeAll := func() {
+		for _, d := range doors {
+			_ = d.ln.Close()
+		}
+	}
+	if f.Listen.AMI.Set() {
+		ln, err := net.Listen("tcp", f.Listen.AMI.String())
+		if err != nil {
+			return fmt.Errorf("serve: listen.ami: %w", err)
+		}
+		doors = append(doors, door{ln: ln})
+		addrs["ami"] = ln.Addr()
+	}
+	if f.Listen.AMITLS.Set() {
+		cfg := o.tlsConfig
+		if cfg == nil {
+			var stop func()
+			cfg, stop, err = newTLS(ctx, f.TLS, logger.With("part", "tls"))
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("serve: tls: %w", err)
+			}
+			defer stop()
+		}
+		ln, err := net.Listen("tcp", f.Listen.AMITLS.String())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("serve: listen.ami_tls: %w", err)
+		}
+		doors = append(doors, door{ln: ln, tls: cfg})
+		addrs["ami_tls"] = ln.Addr()
+	}
+
+	serveCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(doors))
+	var wg sync.WaitGroup
+	for _, d := range doors {
+		if d.tls != nil {
+			wg.Go(func() { errc <- gw.ServeAMITLS(serveCtx, d.ln, d.tls) })
+			continue
+		}
+		wg.Go(func() { errc <- gw.ServeAMI(serveCtx, d.ln) })
+	}
+	for name, a := range addrs {
+		logger.Info("listening", "listener", name, "addr", a.String())
+	}
+	if o.ready != nil {
+		o.ready(addrs)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		// A listener failed on its own: shut everything down.
+	}
+	logger.Info("shutting down")
+	cancel()
+	closeAll()
+	_ = gw.Close()
+	wg.Wait()
+	pool.Close()
+	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) && !errors.Is(serveErr, context.Canceled) {
+		return fmt.Errorf("serve: %w", serveErr)
+	}
+	return nil
+}
