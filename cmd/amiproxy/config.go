@@ -37,6 +37,9 @@ type Listen struct {
 	// AMI is the native AMI door in plain text. It is refused on a
 	// non-loopback address unless InsecurePlaintext is set.
 	AMI Addr `yaml:"ami"`
+	// Admin serves /healthz, /readyz and Prometheus /metrics over plain
+	// HTTP, e.g. "127.0.0.1:9038". Off when empty.
+	Admin Addr `yaml:"admin"`
 	// InsecurePlaintext allows AMI on a non-loopback address without TLS.
 	// It MUST NOT be set where the network is not fully trusted: logins,
 	// minted secrets and every event then cross it in clear text.

@@ -30,6 +30,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	amiAddr := fs.String("ami", "127.0.0.1:5038", "plaintext AMI listener (loopback only)")
 	amiTLSAddr := fs.String("ami-tls", "127.0.0.1:5039", "AMI over TLS listener")
+	adminAddr := fs.String("admin", "127.0.0.1:9038", "/healthz, /readyz and /metrics listener")
 	var sf simFlags
 	sf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -67,6 +68,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := f.Listen.AMITLS.UnmarshalText([]byte(*amiTLSAddr)); err != nil {
 		return fmt.Errorf("demo: -ami-tls: %w", err)
 	}
+	if err := f.Listen.Admin.UnmarshalText([]byte(*adminAddr)); err != nil {
+		return fmt.Errorf("demo: -admin: %w", err)
+	}
 	f.TLS = TLS{Mode: TLSSelfSigned, Names: []string{"localhost"}}
 	f.Proxy = Proxy{DefaultPBX: "east", LoginFailDelay: Duration(time.Second)}
 	for _, u := range demoUsers {
@@ -99,9 +103,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
   AMI (plaintext, loopback)  %s
   AMI over TLS               %s   (self-signed; SHA-256 %s)
+  health and metrics         http://%s/metrics  (/healthz, /readyz)
 
 Users:
-`, plain, secure, certFingerprint(tlsCfg))
+`, plain, secure, certFingerprint(tlsCfg), addrs["admin"])
 		for _, u := range demoUsers {
 			fmt.Fprintf(stdout, "  %-9s %-13s %s\n", u.name, u.secret, u.what)
 		}
@@ -118,7 +123,7 @@ Try it (copy and paste):
   printf 'Action: Login\r\nUsername: admin\r\nSecret: adminpass\r\n\r\n' | openssl s_client -quiet -connect %[3]s
 
 The HTTP manager (/rawman, /mxml, /manager) arrives with the rest of issue 3.
-Flags: -ami, -ami-tls, -events-per-second, -v. Ctrl-C stops the demo.
+Flags: -ami, -ami-tls, -admin, -events-per-second, -v. Ctrl-C stops the demo.
 `, h, p, secure)
 	}
 	err = serveConfig(ctx, f, rc, serveOptions{logger: logger, tlsConfig: tlsCfg, ready: ready})

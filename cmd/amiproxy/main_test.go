@@ -153,7 +153,7 @@ func amiExchange(t *testing.T, dial func() (net.Conn, error), send string) strin
 // TestDemo runs `amiproxy demo` on free ports and uses it the way its
 // printed instructions say: through the real proxy to two simulated PBXs.
 func TestDemo(t *testing.T) {
-	out, stop := startCommand(t, "demo", "-ami", "127.0.0.1:0", "-ami-tls", "127.0.0.1:0", "-events-per-second", "100", "-login-fail-delay", "0")
+	out, stop := startCommand(t, "demo", "-ami", "127.0.0.1:0", "-ami-tls", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-events-per-second", "100", "-login-fail-delay", "0")
 	m := waitFor(t, out, regexp.MustCompile(`AMI \(plaintext, loopback\)\s+(127\.0\.0\.1:\d+)\s+AMI over TLS\s+(127\.0\.0\.1:\d+)`))
 	plain, secure := m[1], m[2]
 	tcp := func() (net.Conn, error) { return net.DialTimeout("tcp", plain, 5*time.Second) }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -156,6 +157,18 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 		addrs["ami_tls"] = ln.Addr()
 	}
 
+	var admin *http.Server
+	if f.Listen.Admin.Set() {
+		ln, err := net.Listen("tcp", f.Listen.Admin.String())
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("serve: listen.admin: %w", err)
+		}
+		addrs["admin"] = ln.Addr()
+		admin = &http.Server{Handler: adminHandler(gw, pool), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = admin.Serve(ln) }() // ends when Shutdown closes ln
+	}
+
 	serveCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, len(doors))
@@ -183,6 +196,11 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 	logger.Info("shutting down")
 	cancel()
 	closeAll()
+	if admin != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = admin.Shutdown(sctx)
+		scancel()
+	}
 	_ = gw.Close()
 	wg.Wait()
 	pool.Close()
