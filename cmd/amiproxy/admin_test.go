@@ -1,17 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/amiproxy/amiproxy/internal/pbxsim"
 	"github.com/amiproxy/amiproxy/policy"
 )
 
@@ -27,18 +24,9 @@ func httpGet(t *testing.T, url string) (int, string) {
 }
 
 func TestAdminEndpoints(t *testing.T) {
-	sim, err := pbxsim.New(pbxsim.Config{LoginFailDelay: -1,
-		Users: append(pbxsim.DefaultUsers(), pbxsim.User{Name: "amiproxy", Secret: "svc", Read: "all", Write: "all"})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	pbxAddr, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := newLabSim(t)
 	f := &File{
-		PBXs:     []PBX{{Name: "lab", Address: pbxAddr.String(), Username: "amiproxy", Secret: SecretSource{Value: "svc"}}},
+		PBXs:     []PBX{labPBX("lab", sim)},
 		Accounts: []Account{{Username: "ops", Secret: SecretSource{Value: "ops-secret"}}},
 		Policy: policy.Config{
 			Roles: []policy.Role{{Name: "r", Read: "all", Write: "all", PBXs: []string{"*"}}},
@@ -48,17 +36,7 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	_ = f.Listen.AMI.UnmarshalText([]byte("127.0.0.1:0"))
 	_ = f.Listen.Admin.UnmarshalText([]byte("127.0.0.1:0"))
-	rc, err := f.build(osEnv, os.ReadFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan map[string]net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serveConfig(ctx, f, rc, serveOptions{ready: func(a map[string]net.Addr) { ready <- a }})
-	}()
-	addrs := <-ready
+	addrs := startServe(t, f)
 	base := "http://" + addrs["admin"].String()
 
 	if code, body := httpGet(t, base+"/healthz"); code != 200 || body != "ok\n" {
@@ -113,9 +91,5 @@ func TestAdminEndpoints(t *testing.T) {
 	}
 	if _, metrics := httpGet(t, base+"/metrics"); !strings.Contains(metrics, `amiproxy_upstream_up{pbx="lab"} 0`) {
 		t.Errorf("/metrics after the PBX stopped:\n%s", metrics)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serve: %v", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/amiproxy/amiproxy/auth"
@@ -16,28 +15,18 @@ import (
 // runCheck validates a config file, secrets included, and prints every
 // problem at once (like caddy validate).
 func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "amiproxy.yaml", "configuration file")
-	if err := fs.Parse(args); err != nil {
+	f, _, path, err := configFlags("check", args, stderr)
+	if errors.Is(err, flag.ErrHelp) || f == nil && err != nil {
 		return err
 	}
-	f, err := loadConfig(*path)
 	if err != nil {
-		return err
-	}
-	err = f.Validate()
-	if err == nil {
-		_, err = f.build(osEnv, os.ReadFile)
-	}
-	if err != nil {
-		fmt.Fprintf(stdout, "%s: configuration has problems:\n", *path)
+		fmt.Fprintf(stdout, "%s: configuration has problems:\n", path)
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(stdout, "  - %s\n", line)
 		}
 		return errors.New("check: invalid configuration")
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d PBXs, %d accounts, %d roles)\n", *path, len(f.PBXs), len(f.Accounts), len(f.Policy.Roles))
+	fmt.Fprintf(stdout, "%s: ok (%d PBXs, %d accounts, %d roles)\n", path, len(f.PBXs), len(f.Accounts), len(f.Policy.Roles))
 	return nil
 }
 

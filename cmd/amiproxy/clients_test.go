@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/amiproxy/amiproxy/internal/pbxsim"
 	"github.com/amiproxy/amiproxy/policy"
 )
 
@@ -62,17 +60,9 @@ func runClients(t *testing.T, addr, user, secret string) string {
 }
 
 func TestClientLibrariesAgainstSimulator(t *testing.T) {
-	sim, err := pbxsim.New(pbxsim.Config{LoginFailDelay: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	addr, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := newLabSim(t)
 	sim.StartTraffic(t.Context(), 0)
-	out := runClients(t, addr.String(), "admin", "adminpass")
+	out := runClients(t, sim.Addr().String(), "admin", "adminpass")
 	if !strings.Contains(out, "clients: 36 passed") {
 		t.Errorf("want all 36 flows to pass:\n%s", out)
 	}
@@ -81,20 +71,11 @@ func TestClientLibrariesAgainstSimulator(t *testing.T) {
 // TestClientLibrariesThroughProxy is the point of the product: unmodified
 // clients, through the proxy, to a PBX.
 func TestClientLibrariesThroughProxy(t *testing.T) {
-	sim, err := pbxsim.New(pbxsim.Config{LoginFailDelay: -1,
-		Users: append(pbxsim.DefaultUsers(), pbxsim.User{Name: "amiproxy", Secret: "svc-secret", Read: "all", Write: "all"})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	pbxAddr, err := sim.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := newLabSim(t)
 	sim.StartTraffic(t.Context(), 0)
 
 	f := &File{
-		PBXs:     []PBX{{Name: "lab", Address: pbxAddr.String(), Username: "amiproxy", AuthMD5: true, Secret: SecretSource{Value: "svc-secret"}}},
+		PBXs:     []PBX{labPBX("lab", sim)},
 		Accounts: []Account{{Username: "crm", Secret: SecretSource{Value: "crm-secret"}}},
 		Policy: policy.Config{
 			Roles: []policy.Role{{Name: "full", Read: "all", Write: "all", PBXs: []string{"*"}}},
@@ -102,32 +83,5 @@ func TestClientLibrariesThroughProxy(t *testing.T) {
 		},
 	}
 	_ = f.Listen.AMI.UnmarshalText([]byte("127.0.0.1:0"))
-	if err := f.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	rc, err := f.build(osEnv, os.ReadFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serveConfig(ctx, f, rc, serveOptions{ready: func(a map[string]net.Addr) { ready <- a["ami"] }})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	var proxyAddr net.Addr
-	select {
-	case proxyAddr = <-ready:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("proxy did not start")
-	}
-	runClients(t, proxyAddr.String(), "crm", "crm-secret")
+	runClients(t, startServe(t, f)["ami"].String(), "crm", "crm-secret")
 }

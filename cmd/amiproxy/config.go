@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -356,6 +357,26 @@ func (f *File) build(env func(string) (string, bool), readFile func(string) ([]b
 		return nil, err
 	}
 	return rc, nil
+}
+
+// configFlags parses the -config flag of a subcommand, then loads,
+// validates and builds that file with the real environment and files.
+func configFlags(name string, args []string, stderr io.Writer) (*File, *runtimeConfig, string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "amiproxy.yaml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, "", err
+	}
+	f, err := loadConfig(*path)
+	if err != nil {
+		return nil, nil, *path, err
+	}
+	if err := f.Validate(); err != nil {
+		return f, nil, *path, err
+	}
+	rc, err := f.build(osEnv, os.ReadFile)
+	return f, rc, *path, err
 }
 
 // osEnv and os.ReadFile are the real sources; tests pass their own.

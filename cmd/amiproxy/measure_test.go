@@ -247,18 +247,7 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 
 func ratio(a, b []time.Duration, p float64) float64 { return float64(pct(a, p)) / float64(pct(b, p)) }
 
-func measureSim(b *testing.B) *pbxsim.Server {
-	sim, err := pbxsim.New(pbxsim.Config{LoginFailDelay: -1,
-		Users: append(pbxsim.DefaultUsers(), pbxsim.User{Name: "amiproxy", Secret: "svc", Read: "all", Write: "all"})})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { sim.Close() })
-	if _, err := sim.Start("127.0.0.1:0"); err != nil {
-		b.Fatal(err)
-	}
-	return sim
-}
+func measureSim(b *testing.B) *pbxsim.Server { return newLabSim(b) }
 
 // BenchmarkMeasureIdleSessions reports the proxy process's RSS growth per
 // idle, logged-in TCP client (events on, no traffic).

@@ -21,22 +21,12 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "amiproxy.yaml", "configuration file")
-	if err := fs.Parse(args); err != nil {
+	f, rc, path, err := configFlags("serve", args, stderr)
+	if errors.Is(err, flag.ErrHelp) || f == nil && err != nil {
 		return err
 	}
-	f, err := loadConfig(*path)
 	if err != nil {
-		return err
-	}
-	if err := f.Validate(); err != nil {
-		return fmt.Errorf("serve: %s: invalid configuration (run amiproxy check for the list):\n%w", *path, err)
-	}
-	rc, err := f.build(osEnv, os.ReadFile)
-	if err != nil {
-		return fmt.Errorf("serve: %s:\n%w", *path, err)
+		return fmt.Errorf("serve: %s: invalid configuration (amiproxy check lists every problem):\n%w", path, err)
 	}
 	logger, audit, closeLogs, err := newLoggers(f.Log, stderr)
 	if err != nil {
@@ -75,6 +65,9 @@ func newLoggers(l Log, stderr io.Writer) (logger, audit *slog.Logger, closeFn fu
 	audit = slog.New(slog.NewJSONHandler(w, nil))
 	return logger, audit, closeFn, nil
 }
+
+// linkWait bounds how long serve waits for the PBX links at start.
+const linkWait = 5 * time.Second
 
 type serveOptions struct {
 	logger, audit *slog.Logger
@@ -183,6 +176,16 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 	for name, a := range addrs {
 		logger.Info("listening", "listener", name, "addr", a.String())
 	}
+	// The doors already serve; give the PBX links a moment to log in
+	// before announcing readiness, so the first client finds them up. A
+	// PBX that is down does not hold the proxy back (/readyz reports it).
+	wctx, wcancel := context.WithTimeout(serveCtx, linkWait)
+	for _, c := range pool.Conns() {
+		if err := c.WaitUp(wctx); err != nil {
+			logger.Warn("pbx link not up yet", "pbx", c.Stats().PBX, "err", err)
+		}
+	}
+	wcancel()
 	if o.ready != nil {
 		o.ready(addrs)
 	}
