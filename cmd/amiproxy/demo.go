@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"time"
@@ -126,7 +127,8 @@ The HTTP manager (/rawman, /mxml, /manager) arrives with the rest of issue 3.
 Flags: -ami, -ami-tls, -admin, -events-per-second, -v. Ctrl-C stops the demo.
 `, h, p, secure)
 	}
-	err = serveConfig(ctx, f, rc, serveOptions{logger: logger, tlsConfig: tlsCfg, ready: ready})
+	audit := slog.New(slog.NewJSONHandler(stderr, nil)) // one JSON line per login and action
+	err = serveConfig(ctx, f, rc, serveOptions{logger: logger, audit: audit, tlsConfig: tlsCfg, ready: ready})
 	fmt.Fprintln(stdout, "amiproxy demo: stopped")
 	return err
 }

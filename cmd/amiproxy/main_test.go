@@ -38,6 +38,12 @@ func (s *syncBuffer) String() string {
 // startCommand runs a subcommand in the background and returns its output
 // buffer and a stop function that cancels it and waits for it to return.
 func startCommand(t *testing.T, args ...string) (*syncBuffer, func() error) {
+	out, _, stop := startCommandErr(t, args...)
+	return out, stop
+}
+
+// startCommandErr is startCommand that also returns the stderr buffer.
+func startCommandErr(t *testing.T, args ...string) (*syncBuffer, *syncBuffer, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out, errs := &syncBuffer{}, &syncBuffer{}
@@ -57,7 +63,7 @@ func startCommand(t *testing.T, args ...string) (*syncBuffer, func() error) {
 		return err
 	}
 	t.Cleanup(func() { _ = stop() })
-	return out, stop
+	return out, errs, stop
 }
 
 // waitFor polls out until re matches, and returns the submatches.
@@ -153,7 +159,7 @@ func amiExchange(t *testing.T, dial func() (net.Conn, error), send string) strin
 // TestDemo runs `amiproxy demo` on free ports and uses it the way its
 // printed instructions say: through the real proxy to two simulated PBXs.
 func TestDemo(t *testing.T) {
-	out, stop := startCommand(t, "demo", "-ami", "127.0.0.1:0", "-ami-tls", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-events-per-second", "100", "-login-fail-delay", "0")
+	out, errs, stop := startCommandErr(t, "demo", "-ami", "127.0.0.1:0", "-ami-tls", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-events-per-second", "100", "-login-fail-delay", "0")
 	m := waitFor(t, out, regexp.MustCompile(`AMI \(plaintext, loopback\)\s+(127\.0\.0\.1:\d+)\s+AMI over TLS\s+(127\.0\.0\.1:\d+)`))
 	plain, secure := m[1], m[2]
 	tcp := func() (net.Conn, error) { return net.DialTimeout("tcp", plain, 5*time.Second) }
@@ -206,6 +212,13 @@ func TestDemo(t *testing.T) {
 	}
 	if err := stop(); err != nil {
 		t.Error(err)
+	}
+	// The walkthrough promises one audit line per action, naming the rule.
+	if a := errs.String(); !strings.Contains(a, `"action":"Command"`) || !strings.Contains(a, `"rule":"pbx west: not granted"`) {
+		t.Errorf("audit log lacks the operator's denials:\n%s", a)
+	}
+	if strings.Contains(errs.String(), "operatorpass") || strings.Contains(errs.String(), "adminpass") {
+		t.Error("a secret appears in the demo's logs")
 	}
 	if !strings.Contains(out.String(), "amiproxy demo: stopped") {
 		t.Errorf("demo did not report stopping:\n%s", out.String())
