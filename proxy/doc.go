@@ -1,8 +1,8 @@
 // Package proxy is the client side of amiproxy: the [Gateway] that takes a
 // request from an authenticated client through policy to the right PBX and
-// back, shared by both front doors — the native AMI server (TCP and TLS),
-// built here, and the HTTP manager (/rawman, /mxml, /manager and their
-// digest variants), which will drive the same per-session logic.
+// back, shared by both front doors — the native AMI server (TCP and TLS)
+// and the HTTP manager (/rawman, /mxml, /manager and their digest
+// variants), which drive the same per-session logic.
 //
 // # Types
 //
@@ -121,6 +121,78 @@
 // completed.", the events that ended the wait, and "Event:
 // WaitEventComplete" with the ActionID, in one write.
 //
+// # HTTP manager
+//
+// [Gateway.NewHTTPManager] returns the HTTP door, an http.Handler serving
+// /rawman, /mxml and /manager (mansession_id cookie sessions) and the
+// digest variants /arawman, /amxml and /amanager, at the root (the session
+// PBX chosen as for a TCP Login) and under /pbx/<name>/ (the request
+// addresses that PBX: its Server parameter is replaced; a Login there
+// makes it the session PBX; a PBX the user may not use, or one that does
+// not exist, gets what the native door answers: "Permission denied", or
+// "Authentication failed" for a Login). Answers match the recordings
+// (testdata/transcripts/http-*.txt) byte for byte in status line, header
+// set and body, with these exceptions: net/http writes the headers in
+// sorted order (Cache-Control, Content-Length, Content-type, Date, Pragma,
+// Server, Set-Cookie) where Asterisk writes Server, Date, Cache-Control,
+// Content-type, Set-Cookie, Pragma, Content-Length; a Login answer carries
+// no FullyBooted (as Asterisk over HTTP) and no SuccessfulAuth is queued
+// (as on TCP), so the first WaitEvent after a Login has no backlog; and
+// malformed HTTP (bad request line, oversized headers) gets Go's own 400
+// or 431.
+//
+// Every AMI outcome is HTTP 200. A missing, unknown, expired or malformed
+// cookie silently means a new session that is not logged in, with a fresh
+// cookie (Set-Cookie: mansession_id="<8 hex>"; Version=1;
+// Max-Age=<httptimeout>, and Pragma: SuppressEvents). Such a session is
+// kept only if it holds a Challenge (at most 1024 of them, 5 s each);
+// otherwise its cookie names nothing and the next request starts afresh,
+// which a client cannot tell apart. Logged-in sessions live HTTPTimeout
+// after their last request, at most MaxSessions of them (least recently
+// used evicted); Logoff and a failed Login destroy the session. Ids are
+// 32-bit as in Asterisk but never reused and unpredictable (see idGen).
+// A parameter holding CR, LF or NUL after decoding (or a bad name) is
+// refused: HTTP 200 with "Response: Error" / "Message: Invalid HTTP
+// parameter: CR, LF or NUL is not allowed" in the request's format, and
+// nothing is run or forwarded. Other methods than GET, HEAD and POST get
+// 501, unknown URIs 404, form bodies over 40960 bytes 413, requests after
+// Close 503, all with Asterisk's error page. HEAD runs the action like GET
+// and sends the headers only.
+//
+// Events are queued per session from Login on, filtered exactly as for a
+// TCP session, in a ring of SessionQueue events: when it is full the
+// oldest is dropped, counted (HTTPStats.EventsDropped, Stats.EventsDropped)
+// and logged, and the next WaitEvent batch starts with "Event:
+// ProxyEventsDropped" / "Privilege: system,all" / "Dropped: <n>". No
+// goroutine runs per session: a pending WaitEvent drains its session's
+// upstream queue itself, and one sweeper goroutine per manager drains the
+// others every 100 ms (and purges expired sessions every second).
+// WaitEvent returns the queued events at once (one batch per call);
+// otherwise it waits up to its Timeout, capped at the session's expiry
+// minus 10 s (httptimeout - 10 s), for the first event that passes the
+// filters (Asterisk also wakes on events its filters then drop). A second
+// WaitEvent on the session ends the first with an empty answer (empty
+// body in rawman, the recorded empty forms in mxml and manager), as do
+// the session's end and the client leaving. A session logged in with
+// Events off gets all classes at its first WaitEvent, as in Asterisk.
+// Close answers pending WaitEvents with what is queued plus Asterisk's
+// Shutdown event (for sessions that read system events).
+//
+// The digest URIs answer 401 with Asterisk's challenge (WWW-authenticate:
+// Digest algorithm=MD5, realm, nonce, qop="auth", opaque). HA1 comes from
+// HTTPConfig.Digest (NewDigestAccounts: the local accounts' plaintext
+// secrets; an account with only a bcrypt hash cannot use digest and gets
+// 401). Unlike Asterisk, only nonces the manager issued are accepted, for
+// 62 s, with nc strictly increasing (a request without qop uses its nonce
+// once), so a captured header cannot be replayed; the digest uri must be
+// the request's own URI; a valid response with an unknown, stale or
+// reused nonce gets 401 with a new nonce and stale=true (the new nonce
+// keeps the session); a wrong response waits LoginFailDelay. A verified
+// request runs its action directly, answered without Set-Cookie or
+// Pragma. Each digest session (its events, its WaitEvent) belongs to its
+// nonce and the nonces that renewed it, never to a cookie; Logoff ends it
+// and revokes the nonce.
+//
 // # Limits
 //
 // HandshakeTimeout bounds TLS, banner and Login from accept (authtimeout;
@@ -161,6 +233,9 @@
 //     eventLoop and returns when all three have exited; writeLoop is the
 //     only writer to the connection. Each recovers from panics, logs the
 //     stack and ends its own session only.
+//   - one sweeper per HTTPManager, owned by it, ending at its Close
+//     (which Gateway.Close calls); HTTP requests run on net/http's
+//     goroutines, and Close waits for the ones in progress.
 //
 // Non-goals: certificate management (cmd/amiproxy hands in a *tls.Config),
 // pre-auth rate limiting per address (later), ActionID rewriting (done by

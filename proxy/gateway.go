@@ -101,6 +101,7 @@ type Config struct {
 // Stats is a snapshot of a Gateway's counters, for metrics.
 type Stats struct {
 	Sessions          int    // connections open now
+	HTTPSessions      int    // HTTP manager sessions kept now (cookie and digest)
 	Unauthenticated   int    // of which not logged in
 	Accepted          uint64 // connections accepted and given a session
 	Rejected          uint64 // closed before the banner: MaxUnauthenticated reached
@@ -156,7 +157,8 @@ type Gateway struct {
 	closed    bool
 	listeners map[net.Listener]struct{}
 	conns     map[*amiConn]struct{}
-	wg        sync.WaitGroup // every session goroutine (amiConn.serve)
+	managers  map[*HTTPManager]struct{} // HTTP manager doors, closed by Close
+	wg        sync.WaitGroup            // every session goroutine (amiConn.serve)
 	closeOnce sync.Once
 }
 
@@ -232,6 +234,7 @@ func NewGateway(cfg Config, pool *upstream.Pool, engine *policy.Engine, authn Au
 		pbxs:      pbxs,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*amiConn]struct{}{},
+		managers:  map[*HTTPManager]struct{}{},
 	}
 	g.start = g.now()
 	return g, nil
@@ -268,8 +271,9 @@ func (g *Gateway) banner() string {
 // Close stops every listener of ServeAMI and ServeAMITLS, tells every
 // logged-in client that may read system events "Event: Shutdown"
 // (Asterisk's own shutdown event), gives each session up to 2 s to flush,
-// closes them and waits for all their goroutines. It is idempotent and
-// always returns nil.
+// closes them and waits for all their goroutines. It also closes every
+// HTTPManager made by NewHTTPManager (pending WaitEvents end). It is
+// idempotent and always returns nil.
 func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() {
 		g.mu.Lock()
@@ -282,12 +286,19 @@ func (g *Gateway) Close() error {
 		for c := range g.conns {
 			conns = append(conns, c)
 		}
+		mgrs := make([]*HTTPManager, 0, len(g.managers))
+		for m := range g.managers {
+			mgrs = append(mgrs, m)
+		}
 		g.mu.Unlock()
 		for _, ln := range lns {
 			_ = ln.Close()
 		}
 		for _, c := range conns {
 			c.shutdown()
+		}
+		for _, m := range mgrs {
+			_ = m.Close()
 		}
 	})
 	g.wg.Wait()
@@ -298,10 +309,19 @@ func (g *Gateway) Close() error {
 func (g *Gateway) Stats() Stats {
 	g.mu.Lock()
 	n := len(g.conns)
+	mgrs := make([]*HTTPManager, 0, len(g.managers))
+	for m := range g.managers {
+		mgrs = append(mgrs, m)
+	}
 	g.mu.Unlock()
+	hn := 0
+	for _, m := range mgrs {
+		hn += m.sessions.Len()
+	}
 	s := &g.stats
 	return Stats{
 		Sessions:          n,
+		HTTPSessions:      hn,
 		Unauthenticated:   int(max(g.unauth.Load(), 0)),
 		Accepted:          s.accepted.Load(),
 		Rejected:          s.rejected.Load(),

@@ -267,7 +267,23 @@ func (s *session) login(ctx context.Context, req rawman.Message, start time.Time
 	if err != nil {
 		return s.loginFailed(ctx, start, id, user, "", err.Error())
 	}
-	name := p.Username
+	out, name, cause := s.establish(ctx, p, req, user, start)
+	if cause != "" {
+		return s.loginFailed(ctx, start, id, name, p.Method, cause)
+	}
+	return result{out: out, login: true, expires: p.Expires}
+}
+
+// establish logs the session in as p, who presented the Login (or, for
+// the HTTP manager's digest URIs, the synthetic Login) req: it asks the
+// policy engine what p may do, picks the session PBX, subscribes to the
+// PBXs whose events the session receives and audits the success. It
+// returns the reply (with FullyBooted when due) and the canonical user
+// name, or a cause for the log when the login must fail; the caller then
+// answers the failure. s.loginMu must be held.
+func (s *session) establish(ctx context.Context, p auth.Principal, req rawman.Message, user string, start time.Time) (out []byte, name, cause string) {
+	id := req.ActionID()
+	name = p.Username
 	if name == "" {
 		name = user
 	}
@@ -280,12 +296,12 @@ func (s *session) login(ctx context.Context, req rawman.Message, start time.Time
 	}
 	slices.Sort(granted)
 	if len(granted) == 0 {
-		return s.loginFailed(ctx, start, id, name, p.Method, "policy: no pbx granted")
+		return nil, name, "policy: no pbx granted"
 	}
 	pbx := granted[0]
 	if srv := req.Get("Server"); srv != "" {
 		if _, ok := slices.BinarySearch(granted, srv); !ok {
-			return s.loginFailed(ctx, start, id, name, p.Method, "policy: pbx "+clipLog(srv)+" not granted")
+			return nil, name, "policy: pbx " + clipLog(srv) + " not granted"
 		}
 		pbx = srv
 	} else if d := s.g.cfg.DefaultPBX; d != "" && slices.Contains(granted, d) {
@@ -301,7 +317,7 @@ func (s *session) login(ctx context.Context, req rawman.Message, start time.Time
 	if v := req.Get("Servers"); strings.TrimSpace(v) != "" {
 		list, bad := parseServers(v, granted)
 		if bad != "" {
-			return s.loginFailed(ctx, start, id, name, p.Method, "policy: pbx "+clipLog(bad)+" not granted")
+			return nil, name, "policy: pbx " + clipLog(bad) + " not granted"
 		}
 		servers, tag = list, true
 	}
@@ -311,7 +327,7 @@ func (s *session) login(ctx context.Context, req rawman.Message, start time.Time
 			// Only a closed client fails: the Gateway or Pool is closing.
 			ref := newRef()
 			s.g.log.Warn("proxy: subscribe", "session", s.id, "pbx", srv, "ref", ref, "err", err)
-			return s.loginFailed(ctx, start, id, name, p.Method, "subscribe: "+err.Error())
+			return nil, name, "subscribe: " + err.Error()
 		}
 	}
 
@@ -353,7 +369,7 @@ func (s *session) login(ctx context.Context, req rawman.Message, start time.Time
 		b = appendHeader(b, "Status", "Fully Booted")
 		b = append(b, "\r\n"...)
 	}
-	return result{out: b, login: true, expires: p.Expires}
+	return b, name, ""
 }
 
 // loginFailed audits a failed Login, waits LoginFailDelay and answers
