@@ -38,10 +38,18 @@ type Listen struct {
 	// AMI is the native AMI door in plain text. It is refused on a
 	// non-loopback address unless InsecurePlaintext is set.
 	AMI Addr `yaml:"ami"`
+	// HTTPS is the HTTP manager (/rawman, /mxml, /manager and the digest
+	// variants /arawman, /amxml, /amanager; also under /pbx/<name>/) over
+	// TLS, e.g. "0.0.0.0:8089".
+	HTTPS Addr `yaml:"https"`
+	// HTTP is the HTTP manager in plain text; loopback only unless
+	// InsecurePlaintext is set.
+	HTTP Addr `yaml:"http"`
 	// Admin serves /healthz, /readyz and Prometheus /metrics over plain
 	// HTTP, e.g. "127.0.0.1:9038". Off when empty.
 	Admin Addr `yaml:"admin"`
-	// InsecurePlaintext allows AMI on a non-loopback address without TLS.
+	// InsecurePlaintext allows AMI and HTTP on a non-loopback address
+	// without TLS.
 	// It MUST NOT be set where the network is not fully trusted: logins,
 	// minted secrets and every event then cross it in clear text.
 	InsecurePlaintext bool `yaml:"insecure_plaintext"`
@@ -75,6 +83,13 @@ type Proxy struct {
 	MaxUnauthenticated int      `yaml:"max_unauthenticated"`
 	LoginFailDelay     Duration `yaml:"login_fail_delay"`
 	ClientQueue        int      `yaml:"client_queue"`
+	// HTTPTimeout is Asterisk's httptimeout: HTTP manager sessions expire
+	// after this much idleness and WaitEvent waits at most 10 s less.
+	// Default 60s.
+	HTTPTimeout Duration `yaml:"http_timeout"`
+	// HTTPMaxSessions bounds the HTTP manager sessions kept (least
+	// recently used evicted first). Default 10000.
+	HTTPMaxSessions int `yaml:"http_max_sessions"`
 }
 
 // PBX is one Asterisk the proxy keeps a session with.
@@ -218,15 +233,18 @@ func (f *File) Validate() error {
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
 	l := f.Listen
-	if !l.AMI.Set() && !l.AMITLS.Set() {
-		add("listen: no AMI listener (set ami_tls, or ami on a loopback address)")
+	if !l.AMI.Set() && !l.AMITLS.Set() && !l.HTTP.Set() && !l.HTTPS.Set() {
+		add("listen: no listener (set ami_tls or https, or ami or http on a loopback address)")
 	}
 	if l.AMI.Set() && !l.AMI.Addr().IsLoopback() && !l.InsecurePlaintext {
 		add("listen.ami: plaintext AMI on non-loopback %s needs insecure_plaintext: true (or use ami_tls)", l.AMI)
 	}
-	if l.AMITLS.Set() {
+	if l.HTTP.Set() && !l.HTTP.Addr().IsLoopback() && !l.InsecurePlaintext {
+		add("listen.http: plaintext HTTP on non-loopback %s needs insecure_plaintext: true (or use https)", l.HTTP)
+	}
+	if l.AMITLS.Set() || l.HTTPS.Set() {
 		if f.TLS.Mode == "" {
-			add("tls.mode: required by listen.ami_tls (self_signed, files or acme)")
+			add("tls.mode: required by listen.ami_tls and listen.https (self_signed, files or acme)")
 		}
 		errs = append(errs, f.TLS.validate()...)
 	}

@@ -31,6 +31,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	amiAddr := fs.String("ami", "127.0.0.1:5038", "plaintext AMI listener (loopback only)")
 	amiTLSAddr := fs.String("ami-tls", "127.0.0.1:5039", "AMI over TLS listener")
+	httpAddr := fs.String("http", "127.0.0.1:8088", "HTTP manager listener, plain text (loopback only)")
+	httpsAddr := fs.String("https", "127.0.0.1:8443", "HTTP manager listener over TLS")
 	adminAddr := fs.String("admin", "127.0.0.1:9038", "/healthz, /readyz and /metrics listener")
 	var sf simFlags
 	sf.register(fs)
@@ -69,8 +71,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := f.Listen.AMITLS.UnmarshalText([]byte(*amiTLSAddr)); err != nil {
 		return fmt.Errorf("demo: -ami-tls: %w", err)
 	}
-	if err := f.Listen.Admin.UnmarshalText([]byte(*adminAddr)); err != nil {
-		return fmt.Errorf("demo: -admin: %w", err)
+	for _, l := range []struct {
+		flag, value string
+		dst         *Addr
+	}{{"admin", *adminAddr, &f.Listen.Admin}, {"http", *httpAddr, &f.Listen.HTTP}, {"https", *httpsAddr, &f.Listen.HTTPS}} {
+		if err := l.dst.UnmarshalText([]byte(l.value)); err != nil {
+			return fmt.Errorf("demo: -%s: %w", l.flag, err)
+		}
 	}
 	f.TLS = TLS{Mode: TLSSelfSigned, Names: []string{"localhost"}}
 	f.Proxy = Proxy{DefaultPBX: "east", LoginFailDelay: Duration(time.Second)}
@@ -104,10 +111,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
   AMI (plaintext, loopback)  %s
   AMI over TLS               %s   (self-signed; SHA-256 %s)
+  HTTP manager               http://%s/rawman   (/mxml, /manager; /pbx/west/rawman for west)
+  HTTP manager over TLS      https://%s/rawman
   health and metrics         http://%s/metrics  (/healthz, /readyz)
 
 Users:
-`, plain, secure, certFingerprint(tlsCfg), addrs["admin"])
+`, plain, secure, certFingerprint(tlsCfg), addrs["http"], addrs["https"], addrs["admin"])
 		for _, u := range demoUsers {
 			fmt.Fprintf(stdout, "  %-9s %-13s %s\n", u.name, u.secret, u.what)
 		}
@@ -122,10 +131,16 @@ Try it (copy and paste):
   printf 'Action: Login\r\nUsername: viewer\r\nSecret: viewerpass\r\n\r\n' | nc %[1]s %[2]s
   # the same over TLS
   printf 'Action: Login\r\nUsername: admin\r\nSecret: adminpass\r\n\r\n' | openssl s_client -quiet -connect %[3]s
+  # the HTTP manager with a cookie jar: login, ping, wait for events, logoff
+  curl -s -c /tmp/ami.jar -b /tmp/ami.jar 'http://%[4]s/rawman?action=login&username=admin&secret=adminpass'
+  curl -s -c /tmp/ami.jar -b /tmp/ami.jar 'http://%[4]s/rawman?action=ping'
+  curl -s -c /tmp/ami.jar -b /tmp/ami.jar 'http://%[4]s/mxml?action=waitevent&timeout=5'
+  curl -s -c /tmp/ami.jar -b /tmp/ami.jar 'http://%[4]s/rawman?action=logoff'
+  # HTTPS and digest authentication (no Login action)
+  curl -sk --digest -u admin:adminpass 'https://%[5]s/arawman?action=ping'
 
-The HTTP manager (/rawman, /mxml, /manager) arrives with the rest of issue 3.
-Flags: -ami, -ami-tls, -admin, -events-per-second, -v. Ctrl-C stops the demo.
-`, h, p, secure)
+Flags: -ami, -ami-tls, -http, -https, -admin, -events-per-second, -v. Ctrl-C stops the demo.
+`, h, p, secure, addrs["http"], addrs["https"])
 	}
 	audit := slog.New(slog.NewJSONHandler(stderr, nil)) // one JSON line per login and action
 	err = serveConfig(ctx, f, rc, serveOptions{logger: logger, audit: audit, tlsConfig: tlsCfg, ready: ready})

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"regexp"
@@ -159,7 +161,7 @@ func amiExchange(t *testing.T, dial func() (net.Conn, error), send string) strin
 // TestDemo runs `amiproxy demo` on free ports and uses it the way its
 // printed instructions say: through the real proxy to two simulated PBXs.
 func TestDemo(t *testing.T) {
-	out, errs, stop := startCommandErr(t, "demo", "-ami", "127.0.0.1:0", "-ami-tls", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-events-per-second", "100", "-login-fail-delay", "0")
+	out, errs, stop := startCommandErr(t, "demo", "-ami", "127.0.0.1:0", "-ami-tls", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-http", "127.0.0.1:0", "-https", "127.0.0.1:0", "-events-per-second", "100", "-login-fail-delay", "0")
 	m := waitFor(t, out, regexp.MustCompile(`AMI \(plaintext, loopback\)\s+(127\.0\.0\.1:\d+)\s+AMI over TLS\s+(127\.0\.0\.1:\d+)`))
 	plain, secure := m[1], m[2]
 	tcp := func() (net.Conn, error) { return net.DialTimeout("tcp", plain, 5*time.Second) }
@@ -210,6 +212,42 @@ func TestDemo(t *testing.T) {
 			events++
 		}
 	}
+	// The HTTP manager with a cookie jar, as the demo prints it.
+	hm := waitFor(t, out, regexp.MustCompile(`HTTP manager\s+http://(127\.0\.0\.1:\d+)/rawman[^\n]*\n\s+HTTP manager over TLS\s+https://(127\.0\.0\.1:\d+)/rawman`))
+	jar, _ := cookiejar.New(nil)
+	web := &http.Client{Jar: jar, Timeout: 20 * time.Second}
+	get := func(url string) string {
+		t.Helper()
+		resp, err := web.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s = %d %q", url, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	base := "http://" + hm[1]
+	if got := get(base + "/rawman?action=login&username=admin&secret=adminpass"); got != "Response: Success\r\nMessage: Authentication accepted\r\n\r\n" {
+		t.Errorf("HTTP login = %q", got)
+	}
+	if got := get(base + "/rawman?action=ping&actionid=p"); !strings.HasPrefix(got, "Response: Success\r\nActionID: p\r\nPing: Pong\r\n") {
+		t.Errorf("HTTP ping = %q", got)
+	}
+	if got := get(base + "/mxml?action=waitevent&timeout=10"); !strings.Contains(got, "<ajax-response>") || !strings.Contains(got, "event='WaitEventComplete'") || !strings.Contains(got, "privilege='") {
+		t.Errorf("HTTP WaitEvent with call traffic = %q", got)
+	}
+	if got := get(base + "/rawman?action=logoff"); !strings.Contains(got, "Response: Goodbye") {
+		t.Errorf("HTTP logoff = %q", got)
+	}
+	// Digest over HTTPS with the real curl, as printed.
+	curlOut, err := exec.Command("curl", "-sk", "--digest", "-u", "admin:adminpass", "https://"+hm[2]+"/arawman?action=ping").CombinedOutput()
+	if err != nil || !strings.Contains(string(curlOut), "Ping: Pong") {
+		t.Errorf("curl --digest over HTTPS: %v %q", err, curlOut)
+	}
+
 	if err := stop(); err != nil {
 		t.Error(err)
 	}

@@ -130,17 +130,18 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 		doors = append(doors, door{ln: ln})
 		addrs["ami"] = ln.Addr()
 	}
-	if f.Listen.AMITLS.Set() {
-		cfg := o.tlsConfig
-		if cfg == nil {
-			var stop func()
-			cfg, stop, err = newTLS(ctx, f.TLS, logger.With("part", "tls"))
-			if err != nil {
-				closeAll()
-				return fmt.Errorf("serve: tls: %w", err)
-			}
-			defer stop()
+	tlsCfg := o.tlsConfig
+	if tlsCfg == nil && (f.Listen.AMITLS.Set() || f.Listen.HTTPS.Set()) {
+		var stop func()
+		tlsCfg, stop, err = newTLS(ctx, f.TLS, logger.With("part", "tls"))
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("serve: tls: %w", err)
 		}
+		defer stop()
+	}
+	if f.Listen.AMITLS.Set() {
+		cfg := tlsCfg
 		ln, err := net.Listen("tcp", f.Listen.AMITLS.String())
 		if err != nil {
 			closeAll()
@@ -148,6 +149,45 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 		}
 		doors = append(doors, door{ln: ln, tls: cfg})
 		addrs["ami_tls"] = ln.Addr()
+	}
+
+	// The HTTP manager, in plain text and over TLS.
+	var webs []*http.Server
+	if f.Listen.HTTP.Set() || f.Listen.HTTPS.Set() {
+		hm, err := gw.NewHTTPManager(proxy.HTTPConfig{
+			HTTPTimeout: time.Duration(f.Proxy.HTTPTimeout),
+			MaxSessions: f.Proxy.HTTPMaxSessions,
+			Digest:      proxy.NewDigestAccounts(rc.accounts),
+		})
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("serve: http manager: %w", err)
+		}
+		defer hm.Close()
+		for _, l := range []struct {
+			name string
+			addr Addr
+			tls  bool
+		}{{"http", f.Listen.HTTP, false}, {"https", f.Listen.HTTPS, true}} {
+			if !l.addr.Set() {
+				continue
+			}
+			ln, err := net.Listen("tcp", l.addr.String())
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("serve: listen.%s: %w", l.name, err)
+			}
+			addrs[l.name] = ln.Addr()
+			if l.tls {
+				cfg := tlsCfg.Clone()
+				cfg.NextProtos = append(cfg.NextProtos, "http/1.1")
+				ln = tls.NewListener(ln, cfg)
+			}
+			srv := &http.Server{Handler: hm, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second,
+				ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
+			webs = append(webs, srv)
+			go func() { _ = srv.Serve(ln) }() // ends when Shutdown closes ln
+		}
 	}
 
 	var admin *http.Server
@@ -199,12 +239,16 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 	logger.Info("shutting down")
 	cancel()
 	closeAll()
-	if admin != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = admin.Shutdown(sctx)
-		scancel()
-	}
+	// Close the Gateway first: it answers pending WaitEvents and tells
+	// clients, so the HTTP servers then have nothing left to wait for.
 	_ = gw.Close()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	for _, srv := range append(webs, admin) {
+		if srv != nil {
+			_ = srv.Shutdown(sctx)
+		}
+	}
+	scancel()
 	wg.Wait()
 	pool.Close()
 	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) && !errors.Is(serveErr, context.Canceled) {
