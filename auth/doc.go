@@ -11,6 +11,10 @@
 //   - NewChallenge makes a challenge in Asterisk's format (1-9 digits).
 //   - HashSecret makes the bcrypt hash stored in Account.SecretHash.
 //   - Secret is a credential type that never prints.
+//   - LoginLimiter throttles login attempts before any credential is
+//     checked: per address (IPv6 by /64), per username, and a lockout per
+//     username+address that doubles with each consecutive failure. Its
+//     tables are LRUs, so its memory is bounded under a flood.
 //
 // Every failure wraps ErrAuthFailed. Its Error() text names the cause for
 // the log; clients must only ever see Asterisk's fixed "Authentication
@@ -21,13 +25,13 @@
 // compared in constant time, so response times do not reveal which
 // usernames exist. See Local for details and the cost trade-off.
 //
-// Concurrency: everything here is immutable after construction and safe
-// for concurrent use. The package starts no goroutines and does not log;
+// Concurrency: everything here except LoginLimiter is immutable after
+// construction; all of it is safe for concurrent use. The package starts no goroutines and does not log;
 // callers own audit logging and Asterisk's 1 s failure delay.
 //
-// Non-goals: authorisation (policy), talking to the PBX (upstream), login
-// rate limits and per-account ACLs (later; Credentials.Remote is reserved
-// for them), and caching bcrypt results.
+// Non-goals: authorisation (policy), talking to the PBX (upstream),
+// per-account ACLs (later; Credentials.Remote is reserved for them), and
+// caching bcrypt results.
 //
 // Planned: OIDC bearer tokens, browser sign-in, minted short-lived AMI
 // secrets. auth must not import policy or upstream.
