@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/amiproxy/amiproxy/auth"
 	"github.com/amiproxy/amiproxy/rawman"
 	"github.com/amiproxy/amiproxy/upstream"
 )
@@ -115,7 +116,8 @@ func (g *Gateway) serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config
 	}
 }
 
-// accept applies MaxUnauthenticated and starts the session of nc.
+// accept applies MaxUnauthenticated and MaxUnauthenticatedPerAddress and
+// starts the session of nc.
 func (g *Gateway) accept(ctx context.Context, nc net.Conn, tlsCfg *tls.Config, ls *listenerState) {
 	if g.unauth.Add(1) > int64(g.cfg.MaxUnauthenticated) {
 		g.unauth.Add(-1)
@@ -124,7 +126,18 @@ func (g *Gateway) accept(ctx context.Context, nc net.Conn, tlsCfg *tls.Config, l
 		_ = nc.Close()
 		return
 	}
-	c := newAMIConn(g, nc, tlsCfg, ls)
+	remote := remoteAddrPort(nc)
+	prefix := auth.AddrPrefix(remote.Addr())
+	if !g.unauthAddrs.acquire(prefix, g.cfg.MaxUnauthenticatedPerAddress) {
+		g.unauth.Add(-1)
+		g.stats.rejected.Add(1)
+		g.stats.rejectedAddr.Add(1)
+		g.log.Debug("proxy: too many unauthenticated connections from one address", "remote", nc.RemoteAddr().String())
+		_ = nc.Close()
+		return
+	}
+	c := newAMIConn(g, nc, remote, tlsCfg, ls)
+	c.prefix = prefix
 	c.unauthHeld.Store(true)
 	g.mu.Lock()
 	if g.closed {
@@ -173,23 +186,29 @@ type amiConn struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	unauthHeld atomic.Bool // counts in Gateway.unauth
+	unauthHeld atomic.Bool  // counts in Gateway.unauth and unauthAddrs
+	prefix     netip.Prefix // the key in unauthAddrs
 	shutOnce   sync.Once
 	timerMu    sync.Mutex
 	timers     []*time.Timer // shutdown grace, credential expiry
 	wbuf       []byte        // writeLoop's coalescing buffer
 }
 
-func newAMIConn(g *Gateway, nc net.Conn, tlsCfg *tls.Config, ls *listenerState) *amiConn {
+// remoteAddrPort is the client address of nc (zero when it has none).
+func remoteAddrPort(nc net.Conn) netip.AddrPort {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		return ap
+	}
+	return netip.AddrPort{}
+}
+
+func newAMIConn(g *Gateway, nc net.Conn, remote netip.AddrPort, tlsCfg *tls.Config, ls *listenerState) *amiConn {
 	door := "ami"
 	if tlsCfg != nil {
 		door = "ami-tls"
-	}
-	var remote netip.AddrPort
-	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		remote = ta.AddrPort()
-	} else if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
-		remote = ap
 	}
 	// Sessions outlive the ctx of ServeAMI by the shutdown grace: its end
 	// makes serve shut them down, politely.
@@ -211,6 +230,7 @@ func newAMIConn(g *Gateway, nc net.Conn, tlsCfg *tls.Config, ls *listenerState) 
 func (c *amiConn) releaseUnauth() {
 	if c.unauthHeld.CompareAndSwap(true, false) {
 		c.g.unauth.Add(-1)
+		c.g.unauthAddrs.release(c.prefix)
 	}
 }
 

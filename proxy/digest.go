@@ -222,6 +222,16 @@ func (m *HTTPManager) serveDigest(ctx context.Context, req *httpRequest) {
 		m.challenge(req, false, 0)
 		return
 	}
+	lim := m.g.cfg.Limits
+	if lim != nil {
+		// Before any credential is checked. Valid digest requests spend
+		// nothing (each request carries credentials); failures do.
+		if dec := lim.Check(req.remote.Addr(), d.username); !dec.OK {
+			m.g.stats.loginsThrottled.Add(1)
+			m.digestFailed(ctx, req, d.username, throttledCause(dec))
+			return
+		}
+	}
 	ha1, p, known := "", auth.Principal{}, false
 	if m.cfg.Digest != nil {
 		ha1, p, known = m.cfg.Digest.DigestHA1(d.username, m.cfg.Realm)
@@ -232,8 +242,15 @@ func (m *HTTPManager) serveDigest(ctx context.Context, req *httpRequest) {
 	want := d.expected(ha1, req.r.Method)
 	valid := subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(d.response))) == 1 && known
 	if !valid {
+		if lim != nil {
+			lim.Charge(req.remote.Addr())
+			lim.Failed(req.remote.Addr(), d.username)
+		}
 		m.digestFailed(ctx, req, d.username, "wrong digest response or unknown account")
 		return
+	}
+	if lim != nil {
+		lim.Succeeded(req.remote.Addr(), d.username)
 	}
 	var nc uint64
 	if d.qop != "" {

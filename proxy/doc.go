@@ -32,6 +32,13 @@
 // session stays open. Every reply is written whole, in one write, in the
 // order of the requests; events never interleave with a reply.
 //
+// Limits (limit.go): Config.Limits throttles every Login before its
+// credentials are checked (a refusal is a failed Login that never reached
+// the Authenticator); MaxUnauthenticatedPerAddress caps the connections
+// one address (IPv6 /64) holds before logging in; Config.ActionLimits
+// answers an action over its per-user rate with "Rate limit exceeded for
+// <Action>, retry later". Every limiter table is bounded.
+//
 // Login checks the credentials with the Authenticator (plain Secret, or
 // AuthType MD5 with the Key computed over the session's Challenge) and asks
 // the policy engine what the user may do. A failure of any kind (unknown

@@ -72,6 +72,23 @@ type Config struct {
 	// but not logged in (Asterisk's authlimit); one more is closed before
 	// the banner. Default 50.
 	MaxUnauthenticated int
+	// MaxUnauthenticatedPerAddress is how many of those may come from
+	// one client address (an IPv4 address or an IPv6 /64); one more is
+	// closed before the banner as well. Default 10.
+	MaxUnauthenticatedPerAddress int
+	// Limits, when set, throttles every Login (native AMI plain and MD5,
+	// HTTP manager Login, HTTP Digest) before its credentials are
+	// checked: a refused Login is answered like a failed one (after
+	// LoginFailDelay, "Authentication failed", connection closed) without
+	// calling the Authenticator, and counted in Stats.LoginsThrottled.
+	// Nil means no login limits.
+	Limits *auth.LoginLimiter
+	// ActionLimits, when set, limits how often each user may run some
+	// actions. An action over its rate is answered "Response: Error" with
+	// "Message: Rate limit exceeded for <Action>, retry later" and the
+	// client's ActionID, audited as a deny with rule "rate limit
+	// <Action>", and not forwarded. Nil means no action limits.
+	ActionLimits *ActionLimiter
 	// LoginFailDelay is how long a failed Login waits before its reply,
 	// after which the connection is closed (Asterisk sleeps 1 s).
 	// Default 1 s; negative means no delay.
@@ -104,17 +121,24 @@ type Stats struct {
 	HTTPSessions      int    // HTTP manager sessions kept now (cookie and digest)
 	Unauthenticated   int    // of which not logged in
 	Accepted          uint64 // connections accepted and given a session
-	Rejected          uint64 // closed before the banner: MaxUnauthenticated reached
+	Rejected          uint64 // closed before the banner: MaxUnauthenticated or MaxUnauthenticatedPerAddress reached
+	RejectedAddress   uint64 // of which for MaxUnauthenticatedPerAddress
 	HandshakeFailed   uint64 // TLS handshake or banner write failed
 	HandshakeTimeouts uint64 // closed for not logging in within HandshakeTimeout
 
 	LoginsOK     uint64
 	LoginsFailed uint64
+	// LoginsThrottled counts the failed logins refused by Config.Limits
+	// without checking credentials (also counted in LoginsFailed).
+	LoginsThrottled uint64
 
 	ActionsAllowed uint64 // forwarded or emulated
-	ActionsDenied  uint64 // refused by policy or before login
-	ActionsFailed  uint64 // allowed but could not complete (PBX link down, ...)
-	FrameErrors    uint64 // requests refused by the framing rules
+	ActionsDenied  uint64 // refused by policy, a rate limit, or before login
+	// ActionsThrottled counts the actions refused by Config.ActionLimits
+	// (also counted in ActionsDenied).
+	ActionsThrottled uint64
+	ActionsFailed    uint64 // allowed but could not complete (PBX link down, ...)
+	FrameErrors      uint64 // requests refused by the framing rules
 
 	EventsDelivered uint64 // events queued to clients
 	EventsFiltered  uint64 // events withheld by the read rule or eventfilters
@@ -125,8 +149,9 @@ type Stats struct {
 
 type counters struct {
 	accepted, rejected, handshakeFailed, handshakeTimeouts atomic.Uint64
-	loginsOK, loginsFailed                                 atomic.Uint64
-	allowed, denied, failed, frameErrors                   atomic.Uint64
+	rejectedAddr                                           atomic.Uint64
+	loginsOK, loginsFailed, loginsThrottled                atomic.Uint64
+	allowed, denied, failed, frameErrors, actionsThrottled atomic.Uint64
 	delivered, filtered, dropped, slow, panics             atomic.Uint64
 }
 
@@ -149,9 +174,10 @@ type Gateway struct {
 	start  time.Time
 	pbxs   map[string]bool // names of the pool's PBXs
 
-	nextID atomic.Uint64
-	unauth atomic.Int64
-	stats  counters
+	nextID      atomic.Uint64
+	unauth      atomic.Int64
+	unauthAddrs addrCounts // per-address share of unauth
+	stats       counters
 
 	mu        sync.Mutex
 	closed    bool
@@ -182,6 +208,9 @@ func NewGateway(cfg Config, pool *upstream.Pool, engine *policy.Engine, authn Au
 	if cfg.MaxUnauthenticated < 0 {
 		errs = append(errs, fmt.Errorf("proxy: negative max unauthenticated %d", cfg.MaxUnauthenticated))
 	}
+	if cfg.MaxUnauthenticatedPerAddress < 0 {
+		errs = append(errs, fmt.Errorf("proxy: negative max unauthenticated per address %d", cfg.MaxUnauthenticatedPerAddress))
+	}
 	if cfg.WriteTimeout < 0 {
 		errs = append(errs, fmt.Errorf("proxy: negative write timeout %v", cfg.WriteTimeout))
 	}
@@ -211,6 +240,9 @@ func NewGateway(cfg Config, pool *upstream.Pool, engine *policy.Engine, authn Au
 	}
 	if cfg.MaxUnauthenticated == 0 {
 		cfg.MaxUnauthenticated = DefaultMaxUnauthenticated
+	}
+	if cfg.MaxUnauthenticatedPerAddress == 0 {
+		cfg.MaxUnauthenticatedPerAddress = DefaultMaxUnauthenticatedPerAddress
 	}
 	if cfg.LoginFailDelay == 0 {
 		cfg.LoginFailDelay = DefaultLoginFailDelay
@@ -325,12 +357,15 @@ func (g *Gateway) Stats() Stats {
 		Unauthenticated:   int(max(g.unauth.Load(), 0)),
 		Accepted:          s.accepted.Load(),
 		Rejected:          s.rejected.Load(),
+		RejectedAddress:   s.rejectedAddr.Load(),
 		HandshakeFailed:   s.handshakeFailed.Load(),
 		HandshakeTimeouts: s.handshakeTimeouts.Load(),
 		LoginsOK:          s.loginsOK.Load(),
 		LoginsFailed:      s.loginsFailed.Load(),
+		LoginsThrottled:   s.loginsThrottled.Load(),
 		ActionsAllowed:    s.allowed.Load(),
 		ActionsDenied:     s.denied.Load(),
+		ActionsThrottled:  s.actionsThrottled.Load(),
 		ActionsFailed:     s.failed.Load(),
 		FrameErrors:       s.frameErrors.Load(),
 		EventsDelivered:   s.delivered.Load(),

@@ -157,6 +157,11 @@ func (s *session) handle(ctx context.Context, req rawman.Message) result {
 		s.deny(start, name, id, req.Get("Server"), "pbx "+clipLog(req.Get("Server"))+": not granted")
 		return result{out: errorReply(id, msgPermissionDenied)}
 	}
+	if limited, ok := s.g.cfg.ActionLimits.Allow(s.userName(), name); !ok {
+		s.g.stats.actionsThrottled.Add(1)
+		s.deny(start, name, id, pbx, "rate limit "+limited)
+		return result{out: errorReply(id, rateLimitMessage(limited))}
+	}
 	switch key {
 	case "challenge":
 		return s.doChallenge(req, start)
@@ -263,9 +268,24 @@ func (s *session) login(ctx context.Context, req rawman.Message, start time.Time
 		Challenge: challenge,
 		Remote:    s.remote,
 	}
+	lim := s.g.cfg.Limits
+	if lim != nil {
+		// Before any credential is checked (house style §5).
+		if d := lim.Allow(s.remote.Addr(), user); !d.OK {
+			s.g.stats.loginsThrottled.Add(1)
+			return s.loginFailed(ctx, start, id, user, "", throttledCause(d))
+		}
+	}
 	p, err := s.g.authn.Authenticate(ctx, creds)
 	if err != nil {
+		if lim != nil {
+			lim.Failed(s.remote.Addr(), user)
+		}
 		return s.loginFailed(ctx, start, id, user, "", err.Error())
+	}
+	if lim != nil {
+		// The credentials are right, whatever the policy says next.
+		lim.Succeeded(s.remote.Addr(), user)
 	}
 	out, name, cause := s.establish(ctx, p, req, user, start)
 	if cause != "" {
@@ -398,6 +418,11 @@ func (s *session) loginFailed(ctx context.Context, start time.Time, id, user, me
 		}
 	}
 	return result{out: errorReply(id, msgAuthFailed), close: true}
+}
+
+// throttledCause is the log cause of a Login refused by the login limiter.
+func throttledCause(d auth.Decision) string {
+	return "throttled: " + d.Reason + ", retry after " + d.RetryAfter.Round(time.Millisecond).String()
 }
 
 // parseServers reads a Servers header: "*" (every granted PBX) or a comma

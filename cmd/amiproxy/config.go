@@ -15,6 +15,7 @@ import (
 
 	"github.com/amiproxy/amiproxy/auth"
 	"github.com/amiproxy/amiproxy/policy"
+	"github.com/amiproxy/amiproxy/proxy"
 	"github.com/amiproxy/amiproxy/upstream"
 )
 
@@ -25,6 +26,7 @@ type File struct {
 	Listen   Listen        `yaml:"listen"`
 	TLS      TLS           `yaml:"tls"`
 	Proxy    Proxy         `yaml:"proxy"`
+	Limits   Limits        `yaml:"limits"`
 	PBXs     []PBX         `yaml:"pbxs"`
 	Accounts []Account     `yaml:"accounts"`
 	Policy   policy.Config `yaml:"policy"`
@@ -307,6 +309,7 @@ func (f *File) Validate() error {
 	if err := f.Policy.Validate(f.pbxNames()); err != nil {
 		errs = append(errs, fmt.Errorf("policy: %w", err))
 	}
+	errs = append(errs, f.Limits.validate()...)
 	switch strings.ToLower(f.Log.Level) {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -320,6 +323,13 @@ type runtimeConfig struct {
 	pbxs     []upstream.Config
 	accounts []auth.Account
 	engine   *policy.Engine
+	limits   limiters
+}
+
+// limiters are the runtime objects of the limits section.
+type limiters struct {
+	login   *auth.LoginLimiter   // nil: login limits off
+	actions *proxy.ActionLimiter // nil: no action limited
 }
 
 // build resolves secrets and compiles the parts. It reports every problem.
@@ -371,6 +381,9 @@ func (f *File) build(env func(string) (string, bool), readFile func(string) ([]b
 		errs = append(errs, fmt.Errorf("policy: %w", err))
 	}
 	rc.engine = eng
+	if rc.limits.login, rc.limits.actions, err = f.Limits.build(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

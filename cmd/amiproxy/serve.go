@@ -97,14 +97,17 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 		return fmt.Errorf("serve: %w", err)
 	}
 	gw, err := proxy.NewGateway(proxy.Config{
-		Banner:             f.Proxy.Banner,
-		DefaultPBX:         f.Proxy.DefaultPBX,
-		HandshakeTimeout:   time.Duration(f.Proxy.HandshakeTimeout),
-		MaxUnauthenticated: f.Proxy.MaxUnauthenticated,
-		LoginFailDelay:     time.Duration(f.Proxy.LoginFailDelay),
-		ClientQueue:        f.Proxy.ClientQueue,
-		Logger:             logger.With("part", "proxy"),
-		Audit:              o.audit,
+		Banner:                       f.Proxy.Banner,
+		DefaultPBX:                   f.Proxy.DefaultPBX,
+		HandshakeTimeout:             time.Duration(f.Proxy.HandshakeTimeout),
+		MaxUnauthenticated:           f.Proxy.MaxUnauthenticated,
+		MaxUnauthenticatedPerAddress: f.Limits.UnauthenticatedPerAddress,
+		Limits:                       rc.limits.login,
+		ActionLimits:                 rc.limits.actions,
+		LoginFailDelay:               time.Duration(f.Proxy.LoginFailDelay),
+		ClientQueue:                  f.Proxy.ClientQueue,
+		Logger:                       logger.With("part", "proxy"),
+		Audit:                        o.audit,
 	}, pool, rc.engine, authn)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
