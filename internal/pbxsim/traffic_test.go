@@ -19,7 +19,11 @@ func TestTrafficEventsPerCall(t *testing.T) {
 		one := []trafficCall{k}
 		p.trafficCallFrom(one, rng, &n)
 		waitFor(func() bool { p.lock(); defer p.unlock(); return len(p.channels) == 0 }, 5*time.Second)
-		time.Sleep(20 * time.Millisecond)
+		// The last events (Cdr, device state) may trail the hangup under
+		// load: wait until the expected count is reached (or time runs
+		// out), then let it settle so a surplus shows too.
+		waitFor(func() bool { p.lock(); defer p.unlock(); return float64(p.emitted) >= k.events }, 3*time.Second)
+		time.Sleep(50 * time.Millisecond)
 		p.lock()
 		got := p.emitted
 		p.unlock()
