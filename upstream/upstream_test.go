@@ -492,8 +492,12 @@ func TestRestartReconnects(t *testing.T) {
 		t.Errorf("Ping after reconnect: %v", err)
 	}
 	st := c.Stats()
-	if st.Reconnects != 1 || st.ConnectFailures == 0 || st.ConnectFailures > 12 {
-		t.Errorf("Stats() reconnects %d connect failures %d, want 1 and a handful (backoff 10-80 ms over 300 ms)",
+	// Full jitter can make single waits near zero, so the count varies;
+	// the exact schedule is pinned by the synctest tests. Here it only has
+	// to be backoff, not a storm: refused loopback dials without backoff
+	// would number in the thousands over 300 ms.
+	if st.Reconnects != 1 || st.ConnectFailures == 0 || st.ConnectFailures > 60 {
+		t.Errorf("Stats() reconnects %d connect failures %d, want 1 and backoff-paced failures (at most 60 over 300 ms)",
 			st.Reconnects, st.ConnectFailures)
 	}
 	if got := f.accepts.Load() - before; got != 1 {
