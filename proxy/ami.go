@@ -291,6 +291,7 @@ func (c *amiConn) serve(parent context.Context) {
 			return
 		}
 		c.conn = tc
+		c.sess.sni = tc.ConnectionState().ServerName
 	}
 	// The banner goes out at once, in its own write; bytes the client sent
 	// before it wait in the socket for readLoop.

@@ -830,6 +830,62 @@ func TestTLS(t *testing.T) {
 	}
 }
 
+// The TLS server name picks the session PBX among the granted ones:
+// "west.ami.test" selects west, a Server header still wins, and a name that
+// matches an ungranted PBX grants nothing.
+func TestSNISelectsPBX(t *testing.T) {
+	checkLeaks(t)
+	e := newEnv(t, envOpts{pbxs: []string{"east", "west"}, sim: twoPBXs, cfg: Config{DefaultPBX: "east"}})
+	cert, _ := selfSigned(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- e.gw.ServeAMITLS(context.Background(), ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+	}()
+	t.Cleanup(func() {
+		_ = e.gw.Close()
+		<-done
+	})
+	login := func(sni, user, secret string, extra ...string) *client {
+		t.Helper()
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, ServerName: sni})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		c := &client{t: t, conn: conn, br: bufioReader(conn)}
+		c.line() // banner
+		kv := append([]string{"Action", "Login", "Username", user, "Secret", secret, "Events", "off"}, extra...)
+		if m := c.call(kv...); header(m, "Message") != "Authentication accepted" {
+			t.Fatalf("login %s via %q = %q", user, sni, m)
+		}
+		return c
+	}
+	version := func(c *client) string {
+		return header(c.call("Action", "CoreSettings", "ActionID", "cs"), "AsteriskVersion")
+	}
+	tests := []struct {
+		sni, user, secret string
+		extra             []string
+		want              string
+	}{
+		{"west.ami.test", "admin", "adminpass", nil, "20.21.0"},
+		{"WEST", "admin", "adminpass", nil, "20.21.0"},
+		{"east.ami.test", "admin", "adminpass", nil, "22.10.1"},
+		{"ami.test", "admin", "adminpass", nil, "22.10.1"},                             // no PBX named: default
+		{"west.ami.test", "admin", "adminpass", []string{"Server", "east"}, "22.10.1"}, // Server wins
+		{"west.ami.test", "eastonly", "eastonlypass", nil, "22.10.1"},                  // west not granted
+	}
+	for _, tt := range tests {
+		if got := version(login(tt.sni, tt.user, tt.secret, tt.extra...)); got != tt.want {
+			t.Errorf("SNI %q, user %s, %v: AsteriskVersion %q, want %q", tt.sni, tt.user, tt.extra, got, tt.want)
+		}
+	}
+}
+
 // Secrets and keys never appear in any log; audit lines carry the facts.
 func TestAuditLog(t *testing.T) {
 	checkLeaks(t)

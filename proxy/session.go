@@ -33,6 +33,7 @@ type session struct {
 	id     uint64
 	remote netip.AddrPort
 	door   string           // "ami", "ami-tls" (audit)
+	sni    string           // TLS server name the client asked for; set before any request
 	client *upstream.Client // subscriber handle; closed by close
 
 	loginMu sync.Mutex // serializes Login attempts (HTTP requests may overlap)
@@ -324,6 +325,8 @@ func (s *session) establish(ctx context.Context, p auth.Principal, req rawman.Me
 			return nil, name, "policy: pbx " + clipLog(srv) + " not granted"
 		}
 		pbx = srv
+	} else if p := sniPBX(s.sni, granted); p != "" {
+		pbx = p
 	} else if d := s.g.cfg.DefaultPBX; d != "" && slices.Contains(granted, d) {
 		pbx = d
 	}
@@ -837,4 +840,21 @@ func clipLog(s string) string {
 		return s[:max] + "..."
 	}
 	return s
+}
+
+// sniPBX picks the session PBX from the TLS server name: the name itself or
+// its first DNS label ("west" or "west.ami.example.com") naming a granted
+// PBX, compared ignoring ASCII case as DNS does. It returns "" otherwise;
+// an SNI never grants anything, it only chooses among granted PBXs.
+func sniPBX(sni string, granted []string) string {
+	if sni == "" {
+		return ""
+	}
+	first, _, _ := strings.Cut(sni, ".")
+	for _, g := range granted {
+		if strings.EqualFold(g, sni) || strings.EqualFold(g, first) {
+			return g
+		}
+	}
+	return ""
 }
