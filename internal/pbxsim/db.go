@@ -9,14 +9,28 @@ import (
 
 // AstDB actions (main/db.c). The database lives in memory, one per Server.
 
-func (c *session) actDBPut(m rawman.Message) bool {
-	id := m.ActionID()
-	family, key := m.Get("Family"), m.Get("Key")
+// dbArgs reads Family and Key and answers a missing one as Asterisk does:
+// DBGet and DBDel end those messages with a dot, DBPut does not. ok is
+// false when it has answered (or the write failed: the session then ends
+// on its next write).
+func (c *session) dbArgs(m rawman.Message, dot string) (id, family, key string, ok bool) {
+	id = m.ActionID()
+	family, key = m.Get("Family"), m.Get("Key")
 	switch {
 	case family == "":
-		return c.writeRaw(ack("Error", id, "No family specified")) == nil
+		_ = c.writeRaw(ack("Error", id, "No family specified"+dot))
+		return id, family, key, false
 	case key == "":
-		return c.writeRaw(ack("Error", id, "No key specified")) == nil
+		_ = c.writeRaw(ack("Error", id, "No key specified"+dot))
+		return id, family, key, false
+	}
+	return id, family, key, true
+}
+
+func (c *session) actDBPut(m rawman.Message) bool {
+	id, family, key, ok := c.dbArgs(m, "")
+	if !ok {
+		return true
 	}
 	p := c.srv.pbx
 	p.lock()
@@ -26,13 +40,9 @@ func (c *session) actDBPut(m rawman.Message) bool {
 }
 
 func (c *session) actDBGet(m rawman.Message) bool {
-	id := m.ActionID()
-	family, key := m.Get("Family"), m.Get("Key")
-	switch {
-	case family == "":
-		return c.writeRaw(ack("Error", id, "No family specified.")) == nil
-	case key == "":
-		return c.writeRaw(ack("Error", id, "No key specified.")) == nil
+	id, family, key, ok := c.dbArgs(m, ".")
+	if !ok {
+		return true
 	}
 	p := c.srv.pbx
 	p.lock()
@@ -48,17 +58,13 @@ func (c *session) actDBGet(m rawman.Message) bool {
 }
 
 func (c *session) actDBDel(m rawman.Message) bool {
-	id := m.ActionID()
-	family, key := m.Get("Family"), m.Get("Key")
-	switch {
-	case family == "":
-		return c.writeRaw(ack("Error", id, "No family specified.")) == nil
-	case key == "":
-		return c.writeRaw(ack("Error", id, "No key specified.")) == nil
+	id, family, key, ok := c.dbArgs(m, ".")
+	if !ok {
+		return true
 	}
 	p := c.srv.pbx
 	p.lock()
-	_, ok := p.db[family+"/"+key]
+	_, ok = p.db[family+"/"+key]
 	delete(p.db, family+"/"+key)
 	p.unlock()
 	if !ok {
