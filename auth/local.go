@@ -47,7 +47,11 @@ type Credentials struct {
 	AuthType  string         // "MD5" (case-insensitive) selects challenge auth
 	Key       string         // MD5 key from the client
 	Challenge string         // the challenge this session issued ("" if none)
-	Remote    netip.AddrPort // client address; not used by Local yet (reserved for per-account ACLs)
+	Remote    netip.AddrPort // client address
+	// Token is a bearer token presented outside an AMI Login (the HTTP
+	// manager's "Authorization: Bearer <JWT>"); Username may then be
+	// empty. A JWT sent as the Secret of a Login arrives in Secret.
+	Token Secret
 }
 
 // Methods reported in Principal.Method.
@@ -63,8 +67,16 @@ type Principal struct {
 	Subject  string    // stable id, "local:<username>"
 	Username string    // the AMI username as configured (canonical case)
 	Groups   []string  // copied from the account
-	Method   string    // MethodPassword or MethodMD5
+	Method   string    // MethodPassword, MethodMD5, MethodOIDC, ...
 	Expires  time.Time // zero: no expiry (local accounts)
+	// Claims are the identity's claims for policy templates (e.g.
+	// "extension" for a Channel pattern "PJSIP/{{.claims.extension}}"):
+	// the verified ID token's claims, or those kept with a minted secret.
+	// Nil for local accounts. Treat as read-only.
+	Claims map[string]any
+	// SecretID names the minted secret that authenticated this Principal
+	// ("" otherwise), so revoking it can end the sessions it opened.
+	SecretID string
 }
 
 // ErrAuthFailed is returned, wrapped, for every failed authentication.
