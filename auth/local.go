@@ -77,6 +77,10 @@ type Principal struct {
 	// SecretID names the minted secret that authenticated this Principal
 	// ("" otherwise), so revoking it can end the sessions it opened.
 	SecretID string
+	// AuthTime is when this Principal was authenticated (zero if the
+	// authenticator does not say). Revoking a user ends the sessions
+	// authenticated before the revocation.
+	AuthTime time.Time
 }
 
 // ErrAuthFailed is returned, wrapped, for every failed authentication.
