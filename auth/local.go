@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -28,6 +29,18 @@ import (
 // both are set they must be the same secret; NewLocal does not check this
 // (it would cost one bcrypt comparison per account at start-up).
 //
+// Permit and Deny restrict the client addresses the account may log in
+// from, as Asterisk's per-user permit=/deny= do, and are checked, like
+// Asterisk's, after the username lookup and before the secret. Each entry
+// is a CIDR prefix ("10.0.0.0/8", "2001:db8::/32") or a single address;
+// host bits must be zero, and IPv4-mapped IPv6 forms are refused (write
+// the IPv4 form; a mapped client address is matched as IPv4). A Login is
+// refused when its address matches any Deny entry, or when Permit is
+// non-empty and the address matches no Permit entry. Unlike Asterisk
+// (last matching rule wins, IPv4 rules ignore IPv6 clients), order does not
+// matter and a Permit list of IPv4 prefixes refuses every IPv6 client. A
+// Login whose address is unknown is refused by any rule.
+//
 // The zero value is not a valid account. NewLocal copies what it needs, so
 // an Account may be changed or discarded after the call.
 type Account struct {
@@ -35,6 +48,8 @@ type Account struct {
 	SecretHash string   `yaml:"secret_hash"` // bcrypt hash ($2a$/$2b$/$2y$), cost 10-14; plain Login only
 	Secret     Secret   `yaml:"-"`           // plaintext, resolved by cmd from {env:..} / {file:..}; needed for Challenge/MD5
 	Groups     []string `yaml:"groups"`
+	Permit     []string `yaml:"permit"` // CIDR prefixes or addresses; empty: any address
+	Deny       []string `yaml:"deny"`   // CIDR prefixes or addresses, checked first
 }
 
 // Credentials is what a client presented in an AMI Login (or the HTTP
@@ -102,6 +117,7 @@ var (
 	errNoKey         = errors.New("md5: empty key")
 	errWrongKey      = errors.New("md5: wrong key")
 	errNoPlaintext   = errors.New("md5: account has only a secret_hash; challenge auth needs the plaintext secret")
+	errNotPermitted  = errors.New("address not permitted")
 )
 
 func failed(cause error) (Principal, error) {
@@ -144,13 +160,16 @@ type account struct {
 	hash     []byte // nil: no SecretHash
 	secret   Secret // "": no plaintext
 	groups   []string
+	permit   []netip.Prefix // empty: any address
+	deny     []netip.Prefix
 }
 
 // NewLocal validates accounts and returns a Local serving them. It reports
 // every problem at once, joined with errors.Join: empty, malformed or
 // duplicate usernames (compared case-insensitively, as Asterisk looks them
 // up), malformed bcrypt hashes or costs outside 10-14, accounts without any
-// credential, and empty group names. Errors never quote a secret or a hash.
+// credential, empty group names, and malformed permit/deny entries. Errors
+// never quote a secret or a hash.
 // An empty list is valid and gives a Local that refuses everyone.
 func NewLocal(accounts []Account) (*Local, error) {
 	var errs []error
@@ -198,6 +217,11 @@ func NewLocal(accounts []Account) (*Local, error) {
 				errs = append(errs, fmt.Errorf("%s: groups[%d]: empty group name", where, j))
 			}
 		}
+		var perr []error
+		acct.permit, perr = parsePrefixes(where+": permit", a.Permit)
+		errs = append(errs, perr...)
+		acct.deny, perr = parsePrefixes(where+": deny", a.Deny)
+		errs = append(errs, perr...)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -263,7 +287,9 @@ func (l *Local) lookup(username string) *account {
 // selects challenge auth, which needs c.Challenge, c.Key and the account's
 // plaintext Secret and compares c.Key case-sensitively with the lower-case
 // hex MD5 of challenge+secret; any other AuthType is a plain Login that
-// compares c.Secret exactly. See Local for the timing guarantees.
+// compares c.Secret exactly. Before either, c.Remote is checked against
+// the account's Permit and Deny lists (cause "address not permitted", at
+// the cost of an unknown username). See Local for the timing guarantees.
 //
 // Every failure returns an error wrapping ErrAuthFailed; a context that is
 // already done also fails, wrapping its cause as well. Authenticate does
@@ -291,6 +317,11 @@ func (l *Local) authenticatePlain(c Credentials) (Principal, error) {
 		_ = equalSecret(dummySecret, c.Secret)
 		l.spendDummy(given)
 		return failed(errUnknownUser)
+	case !a.permits(c.Remote):
+		// Checked before the secret, at an unknown username's cost.
+		_ = equalSecret(dummySecret, c.Secret)
+		l.spendDummy(given)
+		return failed(errNotPermitted)
 	case a.hash == nil:
 		ok := equalSecret(a.secret, c.Secret)
 		l.spendDummy(given)
@@ -330,6 +361,8 @@ func (l *Local) authenticateMD5(c Credentials) (Principal, error) {
 	switch {
 	case a == nil:
 		cause = errUnknownUser
+	case !a.permits(c.Remote):
+		cause = errNotPermitted
 	case a.secret == "":
 		cause = errNoPlaintext
 	default:
@@ -360,6 +393,70 @@ func (l *Local) spendDummy(given []byte) {
 		return
 	}
 	_ = l.compareHash(l.dummyHash, given)
+}
+
+// parsePrefixes parses an Account's Permit or Deny list (see Account).
+func parsePrefixes(where string, list []string) ([]netip.Prefix, []error) {
+	var out []netip.Prefix
+	var errs []error
+	for i, s := range list {
+		p, err := parsePrefix(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: %w", where, i, err))
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, errs
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR prefix like 10.0.0.0/8 or 2001:db8::/32", s)
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR prefix", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped IPv6 prefix; write the IPv4 form", s)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set; did you mean %s?", s, p.Masked())
+	}
+	return p, nil
+}
+
+// permits applies the account's Permit and Deny lists to a client
+// address (see Account). An IPv4-mapped IPv6 address is matched as IPv4.
+func (a *account) permits(remote netip.AddrPort) bool {
+	if len(a.permit) == 0 && len(a.deny) == 0 {
+		return true
+	}
+	addr := remote.Addr().Unmap().WithZone("")
+	if !addr.IsValid() {
+		return false
+	}
+	for _, p := range a.deny {
+		if p.Contains(addr) {
+			return false
+		}
+	}
+	if len(a.permit) == 0 {
+		return true
+	}
+	for _, p := range a.permit {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *account) principal(method string) Principal {

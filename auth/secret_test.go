@@ -38,7 +38,7 @@ func TestSecretFmt(t *testing.T) {
 		{"%v", &h, "&{svc REDACTED}"},
 		{"%v", []Secret{s}, "[REDACTED]"},
 		{"%v", map[string]Secret{"k": s}, "map[k:REDACTED]"},
-		{"%+v", Account{Username: "a", Secret: s}, "{Username:a SecretHash: Secret:REDACTED Groups:[]}"},
+		{"%+v", Account{Username: "a", Secret: s}, "{Username:a SecretHash: Secret:REDACTED Groups:[] Permit:[] Deny:[]}"},
 		{"%+v", Credentials{Username: "a", Secret: s}, "REDACTED"},
 	}
 	for _, tt := range tests {
