@@ -47,6 +47,8 @@ var handlers = map[string]handler{
 	"queuestatus":      (*session).actQueueStatus,
 	"queuesummary":     (*session).actQueueSummary,
 	"absolutetimeout":  (*session).actAbsoluteTimeout,
+	"mixmonitor":       (*session).actMixMonitor,
+	"stopmixmonitor":   (*session).actStopMixMonitor,
 }
 
 // labIndex maps lowercase action names to labActions.
@@ -68,6 +70,9 @@ func actionClass(name string) policy.Class {
 func (c *session) dispatch(m rawman.Message) bool {
 	action := m.Action()
 	id := m.ActionID()
+	if h := c.srv.cfg.OnAction; h != nil {
+		h(c.username(), action)
+	}
 	if action == "" {
 		c.reportSecurity("RequestBadFormat", "Error", 1, c.username(), "RequestType", "Action: NONE")
 		return c.writeRaw(ack("Error", id, "Missing action in request")) == nil

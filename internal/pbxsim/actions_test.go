@@ -4,6 +4,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -267,4 +268,105 @@ func TestUserEventFilterWaitEvent(t *testing.T) {
 	a.response("w", 2*time.Second)
 	wantMsg(t, "event in WaitEvent", a.read(time.Second), "Event", "UserEvent")
 	wantMsg(t, "WaitEventComplete", a.read(time.Second), "Event", "WaitEventComplete", "ActionID", "w")
+}
+
+// TestCallControlActions covers the actions of the ViciStack-style AMI
+// guide that the conformance kit (test/conformance) sends: MixMonitor and
+// StopMixMonitor, Monitor and StopMonitor (gone since Asterisk 21),
+// Redirect with ExtraChannel, Hangup with a Cause, Events with EventMask.
+func TestCallControlActions(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Config{TimeScale: 0.1})
+	c := dial(t, s.Addr())
+	c.login("admin", "adminpass")
+	// Two long calls: lab,200 runs Wait(30).
+	var chans []string
+	for i := range 2 {
+		m, _ := c.call("Action", "Originate", "Channel", "Local/200@lab", "Application", "Wait", "Data", "30", "Async", "true")
+		wantMsg(t, "Originate", m, "Response", "Success")
+		ev := c.event("OriginateResponse", 5*time.Second)
+		chans = append(chans, ev.Get("Channel"))
+		if chans[i] == "" {
+			t.Fatalf("OriginateResponse without Channel: %v", ev.Headers())
+		}
+	}
+	one, two := chans[0], chans[1]
+
+	for _, legacy := range []string{"Monitor", "StopMonitor"} {
+		m, _ := c.call("Action", legacy, "Channel", one, "File", "x")
+		wantMsg(t, legacy, m, "Response", "Error",
+			"Message", "Invalid/unknown command: "+legacy+". Use Action: ListCommands to show available commands.")
+	}
+
+	m, _ := c.call("Action", "MixMonitor", "Channel", one, "File", "rec.wav")
+	if m.Get("Response") != "Success" || m.Len() != 2 {
+		t.Errorf("MixMonitor = %v, want Response: Success and ActionID only", m.Headers())
+	}
+	start := c.event("MixMonitorStart", 5*time.Second)
+	wantMsg(t, "MixMonitorStart", start, "Privilege", "call,all", "Channel", one)
+	m, _ = c.call("Action", "Getvar", "Channel", one, "Variable", "MIXMONITOR_FILENAME")
+	wantMsg(t, "MIXMONITOR_FILENAME", m, "Value", "/var/spool/asterisk/monitor/rec.wav")
+	m, _ = c.call("Action", "MixMonitor", "Channel", one)
+	wantMsg(t, "MixMonitor without file", m, "Response", "Error", "Message", "Could not start monitoring channel")
+	m, _ = c.call("Action", "MixMonitor", "Channel", "Local/none")
+	wantMsg(t, "MixMonitor no channel", m, "Response", "Error", "Message", "No such channel")
+	m, _ = c.call("Action", "StopMixMonitor", "Channel", one)
+	if m.Get("Response") != "Success" || m.Len() != 2 {
+		t.Errorf("StopMixMonitor = %v, want Response: Success and ActionID only", m.Headers())
+	}
+	wantMsg(t, "MixMonitorStop", c.event("MixMonitorStop", 5*time.Second), "Channel", one)
+	m, _ = c.call("Action", "StopMixMonitor", "Channel", one)
+	wantMsg(t, "StopMixMonitor twice", m, "Response", "Error", "Message", "Could not stop monitoring channel")
+
+	m, _ = c.call("Action", "Redirect", "Channel", one, "Context", "lab", "Exten", "200", "Priority", "1",
+		"ExtraChannel", "Local/none")
+	wantMsg(t, "Redirect bad extra", m, "Response", "Error", "Message", "ExtraChannel does not exist: Local/none")
+	m, _ = c.call("Action", "Redirect", "Channel", one, "Context", "lab", "Exten", "200", "Priority", "1",
+		"ExtraChannel", two, "ExtraContext", "lab")
+	wantMsg(t, "Redirect no ExtraExten", m, "Response", "Error", "Message", "ExtraExten not specified")
+	m, _ = c.call("Action", "Redirect", "Channel", one, "Context", "lab", "Exten", "200", "Priority", "1",
+		"ExtraChannel", two, "ExtraContext", "lab", "ExtraExten", "200", "ExtraPriority", "1")
+	wantMsg(t, "dual Redirect", m, "Response", "Success", "Message", "Dual Redirect successful")
+	for range 2 {
+		ev := c.event("Newexten", 5*time.Second)
+		for ev.Get("Exten") != "200" || ev.Get("Priority") != "1" {
+			ev = c.event("Newexten", 5*time.Second)
+		}
+	}
+
+	m, _ = c.call("Action", "Hangup", "Channel", one, "Cause", "abc")
+	wantMsg(t, "Hangup bad cause", m, "Response", "Error", "Message", "Invalid cause code")
+	m, _ = c.call("Action", "Hangup", "Channel", one, "Cause", "17")
+	wantMsg(t, "Hangup with cause", m, "Response", "Success", "Message", "Channel Hungup")
+	wantMsg(t, "SoftHangupRequest", c.event("SoftHangupRequest", 5*time.Second), "Channel", one, "Cause", "17")
+	hup := c.event("Hangup", 5*time.Second)
+	for hup.Get("Channel") != one {
+		hup = c.event("Hangup", 5*time.Second)
+	}
+	wantMsg(t, "Hangup", hup, "Cause", "17", "Cause-txt", "User busy")
+
+	m, _ = c.call("Action", "Events", "EventMask", "call,foo")
+	wantMsg(t, "Events", m, "Response", "Success", "Events", "On")
+	m, _ = c.call("Action", "Events", "EventMask", "off")
+	wantMsg(t, "Events off", m, "Response", "Success", "Events", "Off")
+}
+
+func TestOnAction(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen []string
+	s := startServer(t, Config{OnAction: func(user, action string) {
+		mu.Lock()
+		seen = append(seen, user+":"+action)
+		mu.Unlock()
+	}})
+	c := dial(t, s.Addr())
+	c.login("admin", "adminpass", "Events", "off")
+	c.call("Action", "Ping")
+	c.call("Action", "NoSuchAction")
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{":Login", "admin:Ping", "admin:NoSuchAction"}; strings.Join(seen, " ") != strings.Join(want, " ") {
+		t.Errorf("OnAction saw %q, want %q", seen, want)
+	}
 }

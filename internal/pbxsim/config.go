@@ -64,6 +64,11 @@ type Config struct {
 	// client). A session that would exceed it is disconnected; Asterisk
 	// has no such bound. Default 65536.
 	MaxQueuedEvents int
+	// OnAction, when set, is called with the session's user ("" before
+	// Login) and the Action header of every request a session dispatches,
+	// before its reply is written; tests use it to prove what reached the
+	// PBX. It runs on the session's goroutine and must not block.
+	OnAction func(user, action string)
 }
 
 // User is one manager.conf user section.

@@ -17,7 +17,8 @@
 // a failed Login, timestampevents, SystemName and a TimeScale that speeds up
 // every simulated duration. Knobs on the Server stall it, slow it, drop or
 // restart its clients, inject events ([Server.Emit]) and generate call
-// traffic ([Server.StartTraffic]).
+// traffic ([Server.StartTraffic]). Config.OnAction observes every action a
+// session dispatches, so a test can prove what reached the PBX.
 //
 // # Concurrency
 //
@@ -30,7 +31,9 @@
 //     writer to the connection, and readLoop, which parses requests with
 //     rawman's exact framing and hands them over one at a time;
 //   - the PBX scheduler, which runs every timed step (end of a Wait, media
-//     wait of Answer, timeouts) under the PBX lock;
+//     wait of Answer, timeouts) under the PBX lock; an action entering the
+//     PBX first runs the steps already due itself, so what it sees never
+//     depends on how promptly the scheduler goroutine was scheduled;
 //   - one goroutine per StartTraffic call.
 //
 // Events are broadcast without blocking: each session has a queue bounded
@@ -59,9 +62,14 @@
 //     CoreSettings, CoreStatus, CoreShowChannels, Status, ListCommands
 //     (the lab's action table, filtered by write class), Originate sync
 //     and async with the recorded Local channel event streams and
-//     OriginateResponse, Hangup by name and by /regex/, Redirect, Getvar,
-//     Setvar, DBPut/DBGet/DBDel/DBDelTree/DBGetTree, QueueStatus,
-//     QueueSummary, UserEvent, AbsoluteTimeout, WaitEvent over TCP.
+//     OriginateResponse, Hangup by name and by /regex/ (with Cause),
+//     Redirect (one channel, or two with ExtraChannel: "Dual Redirect
+//     successful"), Getvar, Setvar (global and on a channel),
+//     DBPut/DBGet/DBDel/DBDelTree/DBGetTree, QueueStatus, QueueSummary,
+//     UserEvent, AbsoluteTimeout, WaitEvent over TCP, MixMonitor and
+//     StopMixMonitor (bare "Response: Success", MIXMONITOR_FILENAME,
+//     MixMonitorStart/MixMonitorStop; nothing is recorded). Monitor and
+//     StopMonitor, removed in Asterisk 21, get the unknown-action reply.
 //   - Asterisk-style Uniqueids (1795364117.0) and Local channel names
 //     (Local/100@lab-00000000;1).
 //

@@ -441,10 +441,15 @@ func (c *session) canWriteSystem() bool {
 	return c.write&policy.System != 0
 }
 
-// actRedirect is action_redirect for one channel (ExtraChannel too).
+// actRedirect is action_redirect: one channel, or two at once with
+// ExtraChannel (to ExtraContext/ExtraExten/ExtraPriority when ExtraContext
+// is given, else to the same place as Channel), with Asterisk's checks in
+// Asterisk's order and its replies ("Redirect successful", "Dual Redirect
+// successful", "ExtraChannel does not exist: <name>").
 func (c *session) actRedirect(m rawman.Message) bool {
 	id := m.ActionID()
 	name, context, exten, prio := m.Get("Channel"), m.Get("Context"), m.Get("Exten"), m.Get("Priority")
+	name2, context2, exten2, prio2 := m.Get("ExtraChannel"), m.Get("ExtraContext"), m.Get("ExtraExten"), m.Get("ExtraPriority")
 	switch {
 	case name == "":
 		return c.writeRaw(ack("Error", id, "Channel not specified")) == nil
@@ -459,6 +464,18 @@ func (c *session) actRedirect(m rawman.Message) bool {
 	if !ok || pi < 1 {
 		return c.writeRaw(ack("Error", id, "Priority is invalid")) == nil
 	}
+	pi2 := 0
+	if name2 != "" && context2 != "" {
+		switch {
+		case exten2 == "":
+			return c.writeRaw(ack("Error", id, "ExtraExten not specified")) == nil
+		case prio2 == "":
+			return c.writeRaw(ack("Error", id, "ExtraPriority not specified")) == nil
+		}
+		if pi2, ok = scanfInt(prio2); !ok || pi2 < 1 {
+			return c.writeRaw(ack("Error", id, "ExtraPriority is invalid")) == nil
+		}
+	}
 	p := c.srv.pbx
 	p.lock()
 	defer p.unlock()
@@ -466,20 +483,21 @@ func (c *session) actRedirect(m rawman.Message) bool {
 	if ch == nil {
 		return c.writeRaw(ack("Error", id, "Channel does not exist: "+name)) == nil
 	}
+	if name2 == "" {
+		p.redirect(ch, context, exten, pi)
+		return c.writeRaw(ack("Success", id, "Redirect successful")) == nil
+	}
+	ch2 := p.findChannel(name2)
+	if ch2 == nil {
+		return c.writeRaw(ack("Error", id, "ExtraChannel does not exist: "+name2)) == nil
+	}
 	p.redirect(ch, context, exten, pi)
-	if extra := m.Get("ExtraChannel"); extra != "" {
-		if ch2 := p.findChannel(extra); ch2 != nil {
-			p.redirect(ch2, m.Get("ExtraContext"), m.Get("ExtraExten"), max(1, atoiDefault(m.Get("ExtraPriority"), 1)))
-		}
+	if context2 != "" {
+		p.redirect(ch2, context2, exten2, pi2)
+	} else {
+		p.redirect(ch2, context, exten, pi)
 	}
-	return c.writeRaw(ack("Success", id, "Redirect successful")) == nil
-}
-
-func atoiDefault(s string, d int) int {
-	if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
-		return n
-	}
-	return d
+	return c.writeRaw(ack("Success", id, "Dual Redirect successful")) == nil
 }
 
 // redirect is ast_async_goto: c leaves what it is doing and runs the

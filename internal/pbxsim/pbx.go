@@ -113,26 +113,26 @@ func (p *pbx) after(d time.Duration, fn func()) {
 	}
 }
 
-// runScheduler runs timed steps until the server closes.
+// runScheduler runs timed steps until the server closes. Due steps are
+// taken from the queue only under mu (see catchUp), so an action that
+// enters the PBX never sees a step that is due but not yet run.
 func (p *pbx) runScheduler() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		var due []*task
-		next := time.Hour
+		p.mu.Lock()
 		p.smu.Lock()
 		now := time.Since(p.t0)
-		for len(p.tasks) > 0 && p.tasks[0].real <= now {
-			due = append(due, heap.Pop(&p.tasks).(*task))
-		}
+		p.smu.Unlock()
+		p.catchUp(now)
+		p.unlock()
+		next := time.Hour
+		p.smu.Lock()
 		if len(p.tasks) > 0 {
-			next = p.tasks[0].real - now
+			next = p.tasks[0].real - time.Since(p.t0)
 		}
 		p.smu.Unlock()
-		for _, t := range due {
-			p.runTask(t)
-		}
-		if len(due) > 0 {
+		if next <= 0 {
 			continue
 		}
 		timer.Reset(next)
@@ -145,9 +145,24 @@ func (p *pbx) runScheduler() {
 	}
 }
 
+// catchUp runs, in order, every step due at real time now (since t0),
+// including the steps those schedule for no later than now. Called with
+// mu held.
+func (p *pbx) catchUp(now time.Duration) {
+	for {
+		p.smu.Lock()
+		if len(p.tasks) == 0 || p.tasks[0].real > now {
+			p.smu.Unlock()
+			return
+		}
+		t := heap.Pop(&p.tasks).(*task)
+		p.smu.Unlock()
+		p.runTask(t)
+	}
+}
+
+// runTask runs one step under mu.
 func (p *pbx) runTask(t *task) {
-	p.mu.Lock()
-	defer p.unlock()
 	defer func() {
 		if r := recover(); r != nil {
 			p.srv.log.Error("pbxsim: pbx step panic", "panic", r, "stack", string(debug.Stack()))
@@ -162,13 +177,16 @@ func (p *pbx) runTask(t *task) {
 	t.fn()
 }
 
-// lock enters the PBX from an action or a query: the simulated clock is
-// real time since the start, scaled.
+// lock enters the PBX from an action or a query: the steps already due run
+// first (even when the scheduler goroutine lags behind on a loaded
+// machine, the action sees the state the simulated clock implies), then
+// the simulated clock is real time since the start, scaled.
 func (p *pbx) lock() {
 	p.mu.Lock()
 	p.smu.Lock()
 	elapsed := time.Since(p.t0)
 	p.smu.Unlock()
+	p.catchUp(elapsed)
 	p.vt = time.Duration(float64(elapsed) / p.cfg.TimeScale)
 }
 
@@ -333,6 +351,7 @@ type channel struct {
 	bridge   *bridge
 	noCdr    bool
 	absTO    int // AbsoluteTimeout generation
+	mixmon   int // MixMonitors running on the channel
 }
 
 // newUID returns the next Uniqueid: "<epoch>.<n>", with SystemName first.

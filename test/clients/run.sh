@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
 done
 
 libraries=(nami asterisk-manager asterisk-ami-client amigo goami goami2)
-flows=(login ping list originate event logoff)
+flows=(login ping list originate event logoff md5)
 
 if [ ! -d "$here/node/node_modules/nami" ] || [ ! -d "$here/node/node_modules/asterisk-manager" ] || [ ! -d "$here/node/node_modules/asterisk-ami-client" ]; then
 	echo "run.sh: the Node libraries are not installed; run: npm ci --prefix test/clients/node" >&2
@@ -114,7 +114,7 @@ for lib in nami asterisk-manager asterisk-ami-client; do
 done
 echo "==> go test (amigo, heltonmarx/goami, goami2)"
 # "--- PASS: TestGoami2/login (0.00s)" -> "PASS goami2 login"; SKIP is N/A.
-sed -n 's/^ *--- \(PASS\|FAIL\|SKIP\): Test\([A-Za-z0-9]*\)\/\([a-z]*\) .*/\1 \2 \3/p' "$work/go.out" |
+sed -n 's/^ *--- \(PASS\|FAIL\|SKIP\): Test\([A-Za-z0-9]*\)\/\([a-z0-9]*\) .*/\1 \2 \3/p' "$work/go.out" |
 	awk '{ v = ($1 == "SKIP") ? "N/A" : $1; print v, tolower($2), $3 }' | tee -a "$results"
 if [ "$go_rc" -ne 0 ]; then
 	echo "---- go test output ----"

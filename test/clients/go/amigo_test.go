@@ -166,6 +166,9 @@ func TestAmigo(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{name: "md5", run: func(t *testing.T) {
+			t.Skip("N/A: amigo logs in by itself with Username/Secret; it has no Challenge/MD5 login")
+		}},
 	})
 }
 

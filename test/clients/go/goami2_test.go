@@ -154,6 +154,9 @@ func TestGoami2(t *testing.T) {
 				t.Fatalf("after Goodbye: %v", err)
 			}
 		}},
+		{name: "md5", run: func(t *testing.T) {
+			t.Skip("N/A: goami2's NewClient logs in by itself with Username/Secret; it has no Challenge/MD5 login")
+		}},
 	})
 	for _, err := range errs.filter(func(err error) bool { return !errors.Is(err, goami2.ErrEOF) }) {
 		// goami2 parses each Read as whole messages: when a burst of events

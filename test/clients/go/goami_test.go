@@ -2,6 +2,8 @@ package clientstests
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -166,6 +168,42 @@ func TestGoami(t *testing.T) {
 			}
 			if err == nil || strings.TrimSpace(rest) != "" {
 				t.Fatalf("after Goodbye the connection should close; read %q, %v", rest, err)
+			}
+		}},
+		{name: "md5", run: func(t *testing.T) {
+			// Challenge is a helper of the library; Login has no AuthType,
+			// so the MD5 Login goes through the library's raw Send/Recv.
+			s, err := ami.NewSocket(ctx, endpoint.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = s.Close(ctx) }()
+			if ok, err := ami.Connect(fctx(t), s); !ok {
+				t.Fatalf("banner: %v", err)
+			}
+			ch, err := ami.Challenge(fctx(t), s, id())
+			if err != nil || ch.Get("Response") != "Success" || ch.Get("Challenge") == "" {
+				t.Fatalf("Challenge: %v %v", ch, err)
+			}
+			sum := md5.Sum([]byte(ch.Get("Challenge") + endpoint.secret))
+			if err := s.Send("Action: Login\r\nActionID: " + id() + "\r\nAuthType: MD5\r\nUsername: " + endpoint.user +
+				"\r\nKey: " + hex.EncodeToString(sum[:]) + "\r\nEvents: Off\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			var reply strings.Builder
+			c := fctx(t)
+			for !strings.HasSuffix(reply.String(), "\r\n\r\n") {
+				line, err := s.Recv(c)
+				if err != nil {
+					t.Fatalf("MD5 Login reply: %v (read %q)", err, reply.String())
+				}
+				reply.WriteString(line)
+			}
+			if !strings.Contains(reply.String(), "Response: Success") {
+				t.Fatalf("MD5 Login refused: %q", reply.String())
+			}
+			if err := ami.Ping(fctx(t), s, id()); err != nil {
+				t.Fatalf("Ping after MD5 Login: %v", err)
 			}
 		}},
 	})

@@ -94,6 +94,7 @@ async function main() {
     await gone;
   });
 
+  run.na('md5', 'asterisk-ami-client logs in by itself in connect() with Username/Secret; it has no Challenge/MD5 login');
   run.finish();
 }
 

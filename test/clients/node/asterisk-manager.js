@@ -111,6 +111,7 @@ async function main() {
     ami.disconnect();
   });
 
+  run.na('md5', 'asterisk-manager holds every action but login until logged in (ManagerAction), so Challenge cannot come first; its login() sends Secret only');
   run.finish();
 }
 

@@ -95,6 +95,7 @@ async function main() {
     await gone;
   });
 
+  run.na('md5', 'nami logs in by itself at open() with Username/Secret; it has no Challenge/MD5 login');
   run.finish();
 }
 

@@ -9,7 +9,7 @@
 //   AMI_TIMEOUT_MS          hard timeout of one script (default 20000)
 //   AMI_DEBUG=1             print the library's own log to stderr
 
-const FLOWS = ['login', 'ping', 'list', 'originate', 'event', 'logoff'];
+const FLOWS = ['login', 'ping', 'list', 'originate', 'event', 'logoff', 'md5'];
 
 // The call every script originates: the lab's extension 100 answers, runs
 // 1 s and hangs up; the ;1 leg runs Wait(1).
