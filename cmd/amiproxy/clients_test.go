@@ -63,8 +63,10 @@ func TestClientLibrariesAgainstSimulator(t *testing.T) {
 	sim := newLabSim(t)
 	sim.StartTraffic(t.Context(), 0)
 	out := runClients(t, sim.Addr().String(), "admin", "adminpass")
-	if !strings.Contains(out, "clients: 36 passed") {
-		t.Errorf("want all 36 flows to pass:\n%s", out)
+	// 6 libraries x 7 flows: md5 passes for heltonmarx/goami and is N/A for
+	// the five libraries that cannot log in with Challenge/MD5.
+	if !strings.Contains(out, "clients: 37 passed, 0 failed, 5 skipped") {
+		t.Errorf("want 37 flows to pass and 5 to be N/A:\n%s", out)
 	}
 }
 
