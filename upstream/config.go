@@ -189,7 +189,13 @@ func (c Config) withDefaults() Config {
 	def(&c.PingTimeout, DefaultPingTimeout)
 	def(&c.LateReplyTTL, DefaultLateReplyTTL)
 	if c.ReconnectMin == 0 {
-		c.ReconnectMin = min(DefaultReconnectMin, max(c.ReconnectMax, 1))
+		// Only a configured ReconnectMax may lower the default minimum;
+		// with both unset this once gave a 1 ns minimum, and so a
+		// reconnect storm against every PBX that restarted.
+		c.ReconnectMin = DefaultReconnectMin
+		if c.ReconnectMax > 0 {
+			c.ReconnectMin = min(DefaultReconnectMin, c.ReconnectMax)
+		}
 	}
 	if c.ReconnectMax == 0 {
 		c.ReconnectMax = max(DefaultReconnectMax, c.ReconnectMin)
