@@ -43,8 +43,26 @@ type Role struct {
 	// Write is the write mask, as parsed by ParseClasses.
 	Write string `yaml:"write"`
 	// PBXs are the names of the PBXs this role applies to; "*" means every
-	// configured PBX. A role with no PBX would grant nothing and is an error.
+	// configured PBX. A role with neither PBXs nor PBXLabels would grant
+	// nothing and is an error.
 	PBXs []string `yaml:"pbxs"`
+	// PBXLabels selects PBXs by their labels: the role also applies to
+	// every PBX that has all of these labels with these values (exact,
+	// case-sensitive), e.g. {site: paris}. A selector that matches no
+	// configured PBX is an error, like an unknown name in PBXs: a typo
+	// would otherwise grant nothing, silently.
+	PBXLabels map[string]string `yaml:"pbx_labels"`
+	// Permit and Deny are the role's network rules (see ParsePrefix):
+	// prefixes such as "10.0.0.0/8" or "2001:db8::/32", or single
+	// addresses. A client inside any Deny prefix is refused; if Permit is
+	// not empty, a client outside every Permit prefix is refused too. A
+	// subject's client must pass the rules of every role it holds (see
+	// Subject.AllowsAddr).
+	Permit []string `yaml:"permit"`
+	Deny   []string `yaml:"deny"`
+	// Rules are the parameter rules: what the headers of the actions this
+	// role allows may say.
+	Rules Rules `yaml:"rules"`
 	// AllowActions are actions allowed although their class is not in
 	// Write, or although they are not in the action table (actions of
 	// custom modules), or although they are class-0 actions that change
@@ -147,17 +165,53 @@ func ParseFilterLine(line string) (Filter, error) {
 	return ParseFilter(key, s)
 }
 
-// Validate reports every problem of c, joined with errors.Join, or nil.
-// pbxs are the names of the configured PBXs. Validate does not modify c.
+// PBX is a configured PBX as the policy sees it: its name and labels.
+// The zero value is an unnamed PBX, which Validate refuses. A PBX is plain
+// data.
+type PBX struct {
+	Name   string
+	Labels map[string]string
+}
+
+// pbxList turns names into PBXs without labels.
+func pbxList(names []string) []PBX {
+	out := make([]PBX, len(names))
+	for i, n := range names {
+		out[i] = PBX{Name: n}
+	}
+	return out
+}
+
+// matchesLabels reports whether p has every label of sel.
+func (p PBX) matchesLabels(sel map[string]string) bool {
+	for k, v := range sel {
+		if got, ok := p.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate is ValidatePBXs for PBXs without labels. pbxs are the names of
+// the configured PBXs.
+func (c *Config) Validate(pbxs []string) error {
+	return c.ValidatePBXs(pbxList(pbxs))
+}
+
+// ValidatePBXs reports every problem of c, joined with errors.Join, or
+// nil. pbxs are the configured PBXs. ValidatePBXs does not modify c.
 //
 // It checks: role names (non-empty, without control characters, unique);
 // read and write (ParseClasses); pbxs (non-empty, each "*" or a configured
 // PBX); allow_actions (names without blanks or control characters);
 // deny_actions (known actions, or names some role allows); eventfilters
-// (ParseFilterLine); users and groups (non-empty keys, known roles, no two
-// usernames that differ only in case); and the PBX names themselves
-// (non-empty, not "*").
-func (c *Config) Validate(pbxs []string) error {
+// (ParseFilterLine); pbx_labels (non-empty keys without control
+// characters, matching some PBX); permit and deny (ParsePrefix; not an
+// explicitly empty list); rules (see Rules); users and groups (non-empty
+// keys, known roles, no two usernames that differ only in case); and the
+// PBXs themselves (non-empty names, not "*", label keys non-empty and
+// without control characters).
+func (c *Config) ValidatePBXs(pbxs []PBX) error {
 	if c == nil {
 		return nil
 	}
@@ -169,12 +223,17 @@ func (c *Config) Validate(pbxs []string) error {
 	known := make(map[string]bool, len(pbxs))
 	for i, p := range pbxs {
 		switch {
-		case p == "":
+		case p.Name == "":
 			add("policy: pbxs[%d]: empty pbx name", i)
-		case p == "*":
+		case p.Name == "*":
 			add("policy: pbxs[%d]: pbx name \"*\" is reserved (it means every pbx)", i)
 		}
-		known[p] = true
+		for _, k := range sortedLabelKeys(p.Labels) {
+			if k == "" || strings.ContainsFunc(k, isControl) || strings.ContainsFunc(p.Labels[k], isControl) {
+				add("policy: pbxs[%d] %q: label %q: keys must be non-empty, keys and values without control characters", i, p.Name, k)
+			}
+		}
+		known[p.Name] = true
 	}
 
 	allowed := map[string]bool{} // lowercase names in any allow_actions
@@ -202,9 +261,41 @@ func (c *Config) Validate(pbxs []string) error {
 		if _, err := ParseClasses(r.Write); err != nil {
 			errs = append(errs, fmt.Errorf("%s: write: %w", where, err))
 		}
-		if len(r.PBXs) == 0 {
-			add("%s: pbxs is empty, the role would grant nothing (\"*\" means every pbx)", where)
+		if len(r.PBXs) == 0 && len(r.PBXLabels) == 0 {
+			add("%s: pbxs is empty and there are no pbx_labels, the role would grant nothing (\"*\" means every pbx)", where)
 		}
+		if r.PBXLabels != nil && len(r.PBXLabels) == 0 {
+			add("%s: pbx_labels: empty selector (it would select every pbx; write pbxs: [\"*\"] for that)", where)
+		}
+		if len(r.PBXLabels) > 0 {
+			bad := false
+			for _, k := range sortedLabelKeys(r.PBXLabels) {
+				if k == "" || strings.ContainsFunc(k, isControl) || strings.ContainsFunc(r.PBXLabels[k], isControl) {
+					add("%s: pbx_labels: label %q: keys must be non-empty, keys and values without control characters", where, k)
+					bad = true
+				}
+			}
+			if !bad && !slices.ContainsFunc(pbxs, func(p PBX) bool { return p.matchesLabels(r.PBXLabels) }) {
+				add("%s: pbx_labels %s matches no configured pbx", where, formatLabels(r.PBXLabels))
+			}
+		}
+		if r.Permit != nil && len(r.Permit) == 0 {
+			add("%s: permit: empty list; remove the key or list prefixes", where)
+		}
+		if r.Deny != nil && len(r.Deny) == 0 {
+			add("%s: deny: empty list; remove the key or list prefixes", where)
+		}
+		for j, s := range r.Permit {
+			if _, err := ParsePrefix(s); err != nil {
+				errs = append(errs, fmt.Errorf("%s: permit[%d]: %w", where, j, err))
+			}
+		}
+		for j, s := range r.Deny {
+			if _, err := ParsePrefix(s); err != nil {
+				errs = append(errs, fmt.Errorf("%s: deny[%d]: %w", where, j, err))
+			}
+		}
+		errs = append(errs, validateRules(where, &r.Rules)...)
 		for j, p := range r.PBXs {
 			if p != "*" && !known[p] {
 				add("%s: pbxs[%d]: unknown pbx %q", where, j, p)
@@ -287,6 +378,52 @@ func validActionName(s string) bool {
 }
 
 func isControl(r rune) bool { return r < ' ' || r == 0x7f }
+
+func sortedLabelKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// formatLabels prints a label selector as "{a=1, b=2}", sorted.
+func formatLabels(m map[string]string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, k := range sortedLabelKeys(m) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(k + "=" + m[k])
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// FormatClasses prints c so that ParseClasses reads it back: "all" for
+// All, "none" for 0, else the names of its named classes in Asterisk's
+// order, joined by commas ("system,call"). Bits without a name, other
+// than in All, are dropped: ParseClasses could not read them.
+func FormatClasses(c Class) string {
+	switch {
+	case c == All:
+		return "all"
+	case c&All == All:
+		return "all"
+	}
+	var names []string
+	for _, p := range perms[:len(perms)-2] {
+		if c&p.num != 0 {
+			names = append(names, p.label)
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ",")
+}
 
 func sortedKeys(m map[string][]string) []string {
 	keys := make([]string, 0, len(m))

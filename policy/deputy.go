@@ -83,6 +83,13 @@ func checkDeputy(key string, a rawman.Message, write Class) (Decision, bool) {
 				}
 			}
 		}
+	case "updateconfig":
+		// Reload: yes reloads every module, Reload: <module> one, with
+		// write config only (ami-spec.md §4.10): a proxy hardening, not an
+		// Asterisk check.
+		if r := a.Get("Reload"); !hasSystem && r != "" && !astFalse(r) {
+			return deny("default: UpdateConfig with Reload needs write system"), true
+		}
 	case "filter":
 		// Filter can widen the eventfilters of the configuration (§5.5).
 		if !hasSystem {

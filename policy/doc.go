@@ -28,51 +28,84 @@
 // deny by default; every [Decision] names the rule that made it:
 //
 //   - [Config] (roles, users, groups) is the policy part of amiproxy's
-//     YAML configuration. [Config.Validate] reports every problem at once
-//     and changes nothing; [ParseClasses] reads its read/write class lists
-//     strictly, [ParseFilterLine] its eventfilters (a legacy value such as
+//     YAML configuration. [Config.ValidatePBXs] ([Config.Validate] for PBX
+//     names alone) reports every problem at once and changes nothing;
+//     [ParseClasses] reads its read/write class lists strictly and
+//     [FormatClasses] prints them back, [ParseFilterLine] its eventfilters (a legacy value such as
 //     "!Channel: Local/" or a whole line "eventfilter(name(Hangup)) =").
-//   - [Compile] builds an immutable [Engine]. [Engine.Subject] gives the
-//     [Subject] of a user: the union of the roles bound to the username and
-//     to each of its groups. A user without roles denies everything.
-//   - A Role grants its classes, allow_actions, deny_actions and
-//     eventfilters on its pbxs ("*": all). For one PBX, a Subject holds the
-//     union of the roles that grant it: read and write masks are OR-ed, and
-//     the eventfilters form one set as if they were the lines of one
+//   - [CompilePBXs] builds an immutable [Engine] for the configured
+//     [PBX] values (names and labels); [Compile] is the same for PBX names
+//     alone. [Engine.SubjectFor] gives the [Subject] of an [Identity]
+//     (username, groups, claims, client address): the union of the roles
+//     bound to the username and to each of its groups, with the templates
+//     of their parameter rules expanded for that identity.
+//     [Engine.Subject] is SubjectFor without claims or address. A user
+//     without roles denies everything.
+//   - A Role grants its classes, allow_actions, deny_actions, eventfilters
+//     and parameter rules on its pbxs ("*": all) and on the PBXs whose
+//     labels match all of its pbx_labels. For one PBX, a Subject holds the
+//     union of the roles that grant it: read and write masks are OR-ed,
+//     and the eventfilters form one set as if they were the lines of one
 //     manager.conf user (includes of several roles widen each other,
 //     excludes of any role apply, a role without filters lifts nothing).
+//   - Network rules: a Role's permit and deny prefixes ([ParsePrefix]).
+//     [Subject.AllowsAddr] requires every role of the subject that has
+//     network rules to allow the address (deny wins; a non-empty permit
+//     list means only those); roles without rules impose nothing. The
+//     gateway asks it before authentication with the roles of the
+//     username alone, and after it with every role; a Subject made by
+//     SubjectFor with a refused Identity.Addr denies every decision.
+//   - Parameter rules ([Rules]): contexts, extensions and applications
+//     for the destinations of Originate, Redirect, BlindTransfer and
+//     Atxfer; originate_channels for Originate's Channel; channels for
+//     the channel actions ([ChannelActions]); commands for Command;
+//     config_files for GetConfig, GetConfigJSON, ListCategories,
+//     CreateConfig and UpdateConfig. Patterns use "*" as the only
+//     wildcard and may hold {{.username}} and {{.claims.NAME}}, expanded
+//     literally; a missing claim makes a pattern match nothing. Command and
+//     the config-file actions are denied to a role that lists none; "!",
+//     quotes and shell metacharacters in a Command, and '/', '\' or ".."
+//     in a file name, are always refused.
 //
 // Subject.Decide applies these rules to an action, in order:
 //
-//  1. The PBX is granted by no role of the subject: deny
-//     ("pbx west: not granted").
+//  1. The PBX is granted by no role of the subject, or the client address
+//     is refused: deny ("pbx west: not granted", "role noc: deny
+//     10.9.0.0/16").
 //  2. No action name (rawman.Message.Action, the first non-empty Action):
 //     deny ("default: missing action").
 //  3. A role granting the PBX lists the action in deny_actions: deny; deny
 //     wins over everything ("role ops: deny_actions Command").
-//  4. A role granting the PBX lists it in allow_actions: allow
-//     ("role ops: allow_actions QueueReset").
-//  5. The action is in LookupAction or LookupLegacyAction. Class 0: allowed
-//     if it changes no state (Ping, ListCommands, Events, WaitEvent, Logoff,
-//     Login, Challenge, BridgeList, BridgeInfo, BridgeTechnologyList,
-//     QueueStatus, QueueSummary, QueueRule, DAHDIShowChannels,
-//     DAHDIShowStatus, PRIShowSpans, Queues, DataGet), denied otherwise
-//     (BridgeKick, QueueReset, DAHDIHangup ... ami-spec.md §4.11). Any other
-//     class: allowed iff the write mask overlaps it, as Asterisk does (§4.4:
-//     GetConfig, system|config, with write=config alone), naming the first
-//     role that overlaps ("role operator: write class call"); else denied
-//     ("default: GetConfig needs write class system or config").
-//  6. Not in either table: deny ("default: action Foo is not in the action
-//     table"). Actions of custom modules need allow_actions.
-//  7. An allow of rule 4 or 5 then passes the confused-deputy checks of
-//     §4.10, which compare the end user's write mask (Asterisk sees only the
-//     proxy's service account): Originate with an Application containing
-//     agi, dbdeltree, exec, externalivr, mixmonitor, originate, reload or
+//  4. The action is in neither LookupAction nor LookupLegacyAction nor any
+//     allow_actions: deny ("default: action Foo is not in the action
+//     table"). A class-0 action that changes no state (Ping, ListCommands,
+//     Events, WaitEvent, Logoff, Login, Challenge, BridgeList,
+//     BridgeInfo, BridgeTechnologyList, QueueStatus, QueueSummary,
+//     QueueRule, DAHDIShowChannels, DAHDIShowStatus, PRIShowSpans, Queues,
+//     DataGet) is allowed ("default: Ping needs no class").
+//  5. A role granting the PBX allows the action, by allow_actions or by a
+//     write class overlapping the action's class (§4.4; GetConfig,
+//     system|config, with write=config alone; a class-0 action that
+//     changes state, BridgeKick, QueueReset, DAHDIHangup ... §4.11, needs
+//     allow_actions), and that role's parameter rules accept the headers:
+//     allow, naming the first such role in config order ("role operator:
+//     write class call", "role agent: write class originate; rules
+//     originate_channels \"PJSIP/{{.claims.extension}}\", contexts").
+//     Roles that allow the action but whose rules refuse it: deny, naming
+//     the first refusal ("role agent: rules.contexts: Context admin is not
+//     listed"). No role allows it: deny ("default: GetConfig needs write
+//     class system or config"). Roles are a union: a role without rules
+//     for an action allows it whatever another role's rules say.
+//  6. An allow then passes the confused-deputy checks of §4.10, which
+//     compare the end user's write mask (Asterisk sees only the proxy's
+//     service account): Originate with an Application containing agi,
+//     dbdeltree, exec, externalivr, mixmonitor, originate, reload or
 //     system (ASCII case-insensitive), or with Data containing CURL, DB,
 //     EVAL, FILE, ODBC, REALTIME or SHELL, or with a Variable naming a
 //     function ("CALLERID(num)=..."), needs write system; Queue with an
 //     AGI argument needs agi or system; Getvar's Variable and Status's
-//     Variables containing SHELL or EVAL need system; Filter needs system.
+//     Variables containing SHELL or EVAL need system; Filter needs system;
+//     UpdateConfig with a Reload header (not ast_false) needs system.
 //     allow_actions does not lift these ("asterisk: Originate Application
 //     System needs write system").
 //
@@ -85,8 +118,11 @@
 // concurrent use; FilterSet.With returns a new set. The package does no I/O,
 // starts no goroutines, keeps no mutable package state and reads no clock.
 //
-// Non-goals, for now: parameter rules beyond the confused-deputy checks,
-// rate limits and time-based rules (which will take an injected clock).
+// Non-goals, for now: rate limits and time-based rules (which will take an
+// injected clock); parameter rules for actions outside the lists above
+// (Park's parking lot, QueueAdd's interface, MessageSend, ...); channel
+// lookup by uniqueid (Asterisk finds a channel by uniqueid when no name
+// matches, so a channel pattern only covers channels whose names match).
 // Nothing here talks to a PBX, logs, or reads configuration files; callers
 // hand over decoded values. The version-specific behaviour of Asterisk
 // before 22.1 (the case-insensitive "eventfilter" key, basic regexes before

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -63,7 +64,8 @@ func deny(rule string) Decision {
 	return Decision{Effect: Deny, Rule: rule, Reason: reasonDenied}
 }
 
-// Engine is a compiled, immutable policy. Build it with Compile.
+// Engine is a compiled, immutable policy. Build it with CompilePBXs or
+// Compile.
 //
 // The zero value holds no role and no PBX: every Subject it returns denies
 // everything. An Engine is safe for concurrent use and owns no goroutines;
@@ -80,31 +82,43 @@ type role struct {
 	name        string
 	read, write Class
 	allPBXs     bool
-	pbxs        map[string]bool
+	pbxs        map[string]string // granted pbx -> how: "pbxs east", "pbx_labels {site=paris}"
 	allow       map[string]string // lowercase action -> spelling in the config
 	deny        map[string]string
 	filters     []Filter
+	nets        *networks // nil: no network rules
+	rules       *compiledRules
+	bound       *boundRules // rules bound once, when no pattern has a template
 }
 
-func (r *role) grants(pbx string) bool { return r.allPBXs || r.pbxs[pbx] }
+func (r *role) grants(pbx string) bool { return r.allPBXs || r.pbxs[pbx] != "" }
 
-// Compile validates c (see Config.Validate) and builds an Engine for the
-// PBXs named pbxs. It returns the error of Validate unchanged. Compile
-// copies what it keeps from c and pbxs.
+// Compile is CompilePBXs for PBXs without labels, named pbxs.
 func Compile(c Config, pbxs []string) (*Engine, error) {
-	if err := c.Validate(pbxs); err != nil {
+	return CompilePBXs(c, pbxList(pbxs))
+}
+
+// CompilePBXs validates c (see Config.ValidatePBXs) and builds an Engine
+// for the PBXs pbxs. It returns the error of ValidatePBXs unchanged.
+// CompilePBXs copies what it keeps from c and pbxs; label selectors are
+// resolved here, once.
+func CompilePBXs(c Config, pbxs []PBX) (*Engine, error) {
+	if err := c.ValidatePBXs(pbxs); err != nil {
 		return nil, err
 	}
 	e := &Engine{
 		users:  make(map[string][]int, len(c.Users)),
 		groups: make(map[string][]int, len(c.Groups)),
-		pbxs:   slices.Compact(slices.Sorted(slices.Values(pbxs))),
 	}
+	for _, p := range pbxs {
+		e.pbxs = append(e.pbxs, p.Name)
+	}
+	e.pbxs = slices.Compact(slices.Sorted(slices.Values(e.pbxs)))
 	index := make(map[string]int, len(c.Roles))
 	for i, r := range c.Roles {
 		cr := &role{
 			name:  r.Name,
-			pbxs:  map[string]bool{},
+			pbxs:  map[string]string{},
 			allow: map[string]string{},
 			deny:  map[string]string{},
 		}
@@ -113,8 +127,16 @@ func Compile(c Config, pbxs []string) (*Engine, error) {
 		for _, p := range r.PBXs {
 			if p == "*" {
 				cr.allPBXs = true
-			} else {
-				cr.pbxs[p] = true
+			} else if cr.pbxs[p] == "" {
+				cr.pbxs[p] = "pbxs " + p
+			}
+		}
+		if len(r.PBXLabels) > 0 {
+			sel := formatLabels(r.PBXLabels)
+			for _, p := range pbxs {
+				if p.matchesLabels(r.PBXLabels) && cr.pbxs[p.Name] == "" {
+					cr.pbxs[p.Name] = "pbx_labels " + sel
+				}
 			}
 		}
 		for _, a := range r.AllowActions {
@@ -133,6 +155,17 @@ func Compile(c Config, pbxs []string) (*Engine, error) {
 				return nil, fmt.Errorf("policy: role %q: %w", r.Name, err)
 			}
 			cr.filters = append(cr.filters, f)
+		}
+		var err error
+		if cr.nets, err = compileNetworks(r.Permit, r.Deny); err != nil {
+			return nil, fmt.Errorf("policy: role %q: %w", r.Name, err)
+		}
+		var errs []error
+		if cr.rules, errs = compileRules(fmt.Sprintf("policy: role %q", r.Name), &r.Rules); len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
+		if !cr.rules.vars {
+			cr.bound = cr.rules.bind("", nil)
 		}
 		index[r.Name] = i
 		e.roles = append(e.roles, cr)
@@ -163,16 +196,31 @@ func (e *Engine) PBXs() []string {
 // union of the roles bound to username in Config.Users and to each group in
 // Config.Groups. Unknown groups are ignored. A user with no role gets a
 // Subject that denies everything. Subject never returns nil.
+//
+// It is SubjectFor(Identity{Username: username, Groups: groups}): claim
+// templates match nothing and network rules are not applied to decisions
+// (AllowsAddr still reports them).
 func (e *Engine) Subject(username string, groups []string) *Subject {
-	s := &Subject{username: username}
+	return e.SubjectFor(Identity{Username: username, Groups: groups})
+}
+
+// SubjectFor returns what the identity id may do: the roles of
+// Subject(id.Username, id.Groups), with the parameter rules' templates
+// expanded with id.Username and id.Claims (kept, read-only, in the
+// Subject). When id.Addr is valid and AllowsAddr(id.Addr) denies it, every
+// decision of the Subject (MayUse, Decide, DeliverEvent, ...) denies with
+// that rule, so a caller that forgets to call AllowsAddr still fails
+// closed. SubjectFor never returns nil.
+func (e *Engine) SubjectFor(id Identity) *Subject {
+	s := &Subject{username: id.Username, claims: id.Claims}
 	if e == nil {
 		return s
 	}
 	held := make([]bool, len(e.roles))
-	for _, i := range e.users[username] {
+	for _, i := range e.users[id.Username] {
 		held[i] = true
 	}
-	for _, g := range groups {
+	for _, g := range id.Groups {
 		for _, i := range e.groups[g] {
 			held[i] = true
 		}
@@ -180,12 +228,24 @@ func (e *Engine) Subject(username string, groups []string) *Subject {
 	var roles []*role // in config order
 	for i, h := range held {
 		if h {
-			roles = append(roles, e.roles[i])
-			s.roles = append(s.roles, e.roles[i].name)
+			r := e.roles[i]
+			roles = append(roles, r)
+			s.roles = append(s.roles, r.name)
+			if !r.nets.empty() {
+				s.nets = append(s.nets, roleNets{role: r.name, nets: r.nets})
+			}
+			b := r.bound
+			if b == nil {
+				b = r.rules.bind(id.Username, id.Claims)
+			}
+			if s.bound == nil {
+				s.bound = map[*role]*boundRules{}
+			}
+			s.bound[r] = b
 		}
 	}
 	for _, pbx := range e.pbxs {
-		g := &grant{deny: map[string]*role{}, allow: map[string]*role{}}
+		g := &grant{deny: map[string]*role{}}
 		var filters []Filter
 		for _, r := range roles {
 			if !r.grants(pbx) {
@@ -197,11 +257,6 @@ func (e *Engine) Subject(username string, groups []string) *Subject {
 			for k := range r.deny {
 				if g.deny[k] == nil {
 					g.deny[k] = r
-				}
-			}
-			for k := range r.allow {
-				if g.allow[k] == nil {
-					g.allow[k] = r
 				}
 			}
 			filters = append(filters, r.filters...)
@@ -216,6 +271,11 @@ func (e *Engine) Subject(username string, groups []string) *Subject {
 		s.grants[pbx] = g
 		s.pbxs = append(s.pbxs, pbx)
 	}
+	if id.Addr.IsValid() {
+		if d := s.AllowsAddr(id.Addr); !d.Allowed() {
+			s.addrDenial = &d
+		}
+	}
 	return s
 }
 
@@ -226,10 +286,14 @@ func (e *Engine) Subject(username string, groups []string) *Subject {
 // Subject is immutable and safe for concurrent use; it does not follow a
 // later Engine.
 type Subject struct {
-	username string
-	roles    []string
-	pbxs     []string          // sorted
-	grants   map[string]*grant // by PBX; only PBXs some role grants
+	username   string
+	claims     map[string]any // read-only
+	roles      []string
+	pbxs       []string          // sorted
+	grants     map[string]*grant // by PBX; only PBXs some role grants
+	nets       []roleNets        // roles with network rules, config order
+	bound      map[*role]*boundRules
+	addrDenial *Decision // the client address is refused: every decision
 }
 
 // grant is the union of the roles of a subject that grant one PBX.
@@ -237,7 +301,6 @@ type grant struct {
 	roles       []*role // config order
 	read, write Class
 	deny        map[string]*role // lowercase action -> first role denying it
-	allow       map[string]*role
 	filters     FilterSet
 }
 
@@ -267,8 +330,21 @@ func (s *Subject) PBXs() []string {
 	return slices.Clone(s.pbxs)
 }
 
+// Claim returns the claim name of the identity the Subject was made for,
+// as parameter rules' templates read it (see the package documentation):
+// ok is false when the claim is missing or unusable.
+func (s *Subject) Claim(name string) (string, bool) {
+	if s == nil {
+		return "", false
+	}
+	return claimString(s.claims[name])
+}
+
 // lookup returns the grant for pbx, or nil and the denial.
 func (s *Subject) lookup(pbx string) (*grant, Decision) {
+	if s != nil && s.addrDenial != nil {
+		return nil, *s.addrDenial
+	}
 	if s != nil {
 		if g := s.grants[pbx]; g != nil {
 			return g, Decision{}
@@ -284,8 +360,8 @@ func (s *Subject) MayUse(pbx string) Decision {
 		return d
 	}
 	r := g.roles[0]
-	if r.pbxs[pbx] {
-		return allow("role " + r.name + ": pbxs " + pbx)
+	if how := r.pbxs[pbx]; how != "" {
+		return allow("role " + r.name + ": " + how)
 	}
 	return allow("role " + r.name + ": pbxs *")
 }
@@ -327,20 +403,30 @@ func (s *Subject) HasRoles() bool { return s != nil && len(s.roles) > 0 }
 // Decide decides whether s may send the action a to pbx. The rules, in
 // order (see the package documentation for the details):
 //
-//  1. pbx is not granted by any role of s: deny.
+//  1. pbx is not granted by any role of s, or the client address is
+//     refused (SubjectFor): deny.
 //  2. a has no action name (rawman.Message.Action): deny.
 //  3. a role granting pbx lists the action in deny_actions: deny.
-//  4. a role granting pbx lists it in allow_actions: allow.
-//  5. the action is in the action table (LookupAction, LookupLegacyAction):
-//     a class-0 action is allowed if it changes no state and denied if it
-//     does (ami-spec.md §4.11); otherwise it is allowed iff WriteMask(pbx)
-//     overlaps its class (§4.4).
-//  6. otherwise: deny.
-//  7. an allow of rules 4 and 5 is checked once more by the confused-deputy
-//     checks of §4.10, which may turn it into a deny.
+//  4. the action is neither in the action table (LookupAction,
+//     LookupLegacyAction) nor in the allow_actions of a role granting
+//     pbx: deny. A class-0 action that changes no state is allowed
+//     (ami-spec.md §4.11), with no parameter rule.
+//  5. a role granting pbx allows the action (allow_actions, or its write
+//     classes overlap the action's class, §4.4; a class-0 action that
+//     changes state needs allow_actions) and the role's parameter rules
+//     (Rules) accept a's headers: allow, naming the first such role in
+//     config order. If roles allow the action but their rules refuse it:
+//     deny, naming the first refusal. If no role allows it: deny.
+//  6. an allow is checked once more by the confused-deputy checks of
+//     §4.10, which may turn it into a deny.
 //
-// Action names match ASCII case-insensitively, as in Asterisk.
+// Action names match ASCII case-insensitively, as in Asterisk; headers are
+// looked up as Asterisk does (first match, case-insensitive).
 func (s *Subject) Decide(pbx string, a rawman.Message) Decision {
+	return s.decide(pbx, a, false)
+}
+
+func (s *Subject) decide(pbx string, a rawman.Message, bare bool) Decision {
 	g, d := s.lookup(pbx)
 	if g == nil {
 		return d
@@ -353,23 +439,53 @@ func (s *Subject) Decide(pbx string, a rawman.Message) Decision {
 	if r := g.deny[key]; r != nil {
 		return deny("role " + r.name + ": deny_actions " + r.deny[key])
 	}
-	if r := g.allow[key]; r != nil {
-		d = allow("role " + r.name + ": allow_actions " + r.allow[key])
-	} else if info, ok := lookupAnyAction(name); !ok {
-		return deny("default: action " + clip(name) + " is not in the action table")
-	} else if info.Class == 0 {
-		if !statelessClassless[asciiLower(info.Name)] {
-			return deny("default: " + info.Name + " changes state and needs no class in Asterisk; allow it with allow_actions")
-		}
+	info, known := lookupAnyAction(name)
+	if known && info.Class == 0 && statelessClassless[asciiLower(info.Name)] {
 		d = allow("default: " + info.Name + " needs no class")
 	} else {
+		var refusal string
+		listed := false
 		for _, r := range g.roles {
-			if c := r.write & info.Class; c != 0 {
-				d = allow("role " + r.name + ": write class " + classNames(c, ","))
-				break
+			var why string
+			if n := r.allow[key]; n != "" {
+				why = "allow_actions " + n
+			} else if c := r.write & info.Class; known && c != 0 {
+				why = "write class " + classNames(c, ",")
+			} else {
+				continue
 			}
+			listed = true
+			var applied []string
+			var no string
+			if bare {
+				no = r.rules.bareRefusal(key)
+			} else {
+				applied, no = s.bound[r].check(key, a)
+			}
+			if no != "" {
+				if refusal == "" {
+					refusal = "role " + r.name + ": " + no
+				}
+				continue
+			}
+			rule := "role " + r.name + ": " + why
+			if len(applied) > 0 {
+				rule += "; rules " + strings.Join(applied, ", ")
+			}
+			d = allow(rule)
+			break
 		}
-		if !d.Allowed() {
+		switch {
+		case d.Allowed():
+		case refusal != "":
+			return deny(refusal)
+		case listed:
+			return deny("default: no role allows " + clip(name)) // not reached
+		case !known:
+			return deny("default: action " + clip(name) + " is not in the action table")
+		case info.Class == 0:
+			return deny("default: " + info.Name + " changes state and needs no class in Asterisk; allow it with allow_actions")
+		default:
 			return deny("default: " + info.Name + " needs write class " + classNames(info.Class, " or "))
 		}
 	}
@@ -380,9 +496,11 @@ func (s *Subject) Decide(pbx string, a rawman.Message) Decision {
 }
 
 // ListCommandsAllowed reports whether action may be listed in the
-// ListCommands reply s receives from pbx: whether Decide allows a message
-// holding just "Action: <action>". The confused-deputy checks, which look at
-// other headers, do not apply to a bare name.
+// ListCommands reply s receives from pbx: whether some message holding
+// "Action: <action>" could be allowed. The confused-deputy checks and the
+// parameter rules, which look at other headers, do not apply to a bare
+// name, except the rules that deny an action whatever its headers say
+// (Command and the config-file actions for a role listing none).
 func (s *Subject) ListCommandsAllowed(pbx, action string) bool {
 	if action == "" {
 		return false
@@ -391,7 +509,7 @@ func (s *Subject) ListCommandsAllowed(pbx, action string) bool {
 	if err := m.Add("Action", action); err != nil {
 		return false
 	}
-	return s.Decide(pbx, m).Allowed()
+	return s.decide(pbx, m, true).Allowed()
 }
 
 // DeliverEvent decides whether a queued event from pbx reaches a session of

@@ -18,9 +18,9 @@ func testConfig() Config {
 		Roles: []Role{
 			{Name: "operator", Read: "call", Write: "call", PBXs: []string{"east"}},
 			{Name: "reporter", Read: "reporting", Write: "reporting", PBXs: []string{"*"}},
-			{Name: "configurer", Write: "config", PBXs: []string{"east"}},
+			{Name: "configurer", Write: "config", PBXs: []string{"east"}, Rules: Rules{ConfigFiles: []string{"extensions*.conf"}}},
 			{Name: "admin", Read: "all", Write: "all", PBXs: []string{"*"},
-				DenyActions: []string{"Command"}},
+				DenyActions: []string{"Command"}, Rules: Rules{ConfigFiles: []string{"*"}}},
 			{Name: "ops", Write: "system", PBXs: []string{"east"}, DenyActions: []string{"moduleload"}},
 			{Name: "queues", Write: "agent", PBXs: []string{"east"},
 				AllowActions: []string{"QueueReset", "MyModuleAction", "Originate"}},
@@ -102,9 +102,9 @@ func TestDecide(t *testing.T) {
 		{"bridge list", "nothing", "east", action("bridgelist"), Allow, "default: BridgeList needs no class", ""},
 		{"legacy Queues", "nothing", "east", action("Queues"), Allow, "default: Queues needs no class", ""},
 		// Intersection semantics (ami-spec.md §4.4).
-		{"GetConfig with write=config", "configurer", "east", action("GetConfig"), Allow, "role configurer: write class config", ""},
+		{"GetConfig with write=config", "configurer", "east", action("GetConfig", "Filename", "extensions.conf"), Allow, `role configurer: write class config; rules config_files "extensions*.conf"`, ""},
 		{"Status with write=reporting", "reporter", "west", action("Status"), Allow, "role reporter: write class reporting", ""},
-		{"admin names the overlap", "admin", "east", action("GetConfig"), Allow, "role admin: write class system,config", ""},
+		{"admin names the overlap", "admin", "east", action("GetConfig", "Filename", "sip.conf"), Allow, `role admin: write class system,config; rules config_files "*"`, ""},
 		{"legacy Monitor", "operator", "east", action("Monitor"), Allow, "role operator: write class call", ""},
 		{"legacy SIPpeers", "reporter", "east", action("SIPpeers"), Allow, "role reporter: write class reporting", ""},
 		{"GetConfig needs one of", "operator", "east", action("GetConfig"), Deny, "default: GetConfig needs write class system or config", ""},
