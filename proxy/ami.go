@@ -22,8 +22,8 @@ var (
 	errSessionEnd       = errors.New("proxy: session ended")
 	errSlowClient       = errors.New("proxy: client too slow, disconnected")
 	errHandshakeTimeout = errors.New("proxy: not logged in within the handshake timeout")
-	errExpired          = errors.New("proxy: credentials expired")
 	errPanic            = errors.New("proxy: session goroutine panicked")
+	errSessionRevoked   = errors.New("proxy: session ended by continuous authorisation")
 )
 
 // ServeAMI accepts native AMI clients (plain TCP) on ln until ln fails,
@@ -213,7 +213,7 @@ func newAMIConn(g *Gateway, nc net.Conn, remote netip.AddrPort, tlsCfg *tls.Conf
 	// Sessions outlive the ctx of ServeAMI by the shutdown grace: its end
 	// makes serve shut them down, politely.
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &amiConn{
+	c := &amiConn{
 		g:      g,
 		raw:    nc,
 		conn:   nc,
@@ -225,6 +225,8 @@ func newAMIConn(g *Gateway, nc net.Conn, remote netip.AddrPort, tlsCfg *tls.Conf
 		ctx:    ctx,
 		cancel: cancel,
 	}
+	c.sess.ender = c
+	return c
 }
 
 func (c *amiConn) releaseUnauth() {
@@ -338,6 +340,18 @@ func (c *amiConn) shutdown() {
 	})
 }
 
+// endSession ends a logged-in session for continuous authorisation: the
+// notice is written after what is queued (a pending WaitEvent completes
+// first), whatever the event mask, then the connection closes, within
+// shutdownGrace. It never blocks.
+func (c *amiConn) endSession(notice []byte) {
+	c.shutOnce.Do(func() {
+		c.q.finish(notice)
+		_ = c.raw.SetWriteDeadline(time.Now().Add(shutdownGrace))
+		c.addTimer(shutdownGrace, errSessionRevoked)
+	})
+}
+
 // finish ends the session after what is queued has been written (within
 // shutdownGrace).
 func (c *amiConn) finish() {
@@ -389,7 +403,10 @@ func (c *amiConn) readLoop(ctx context.Context) error {
 		if res.login {
 			c.releaseUnauth()
 			if !res.expires.IsZero() {
-				c.addTimer(res.expires.Sub(c.g.now()), errExpired)
+				// The sweep would catch it too; this is on time.
+				c.addTimerFunc(res.expires.Sub(c.g.now()), func() {
+					c.g.endSession(c.sess, ReasonExpired, "credentials expired")
+				})
 			}
 		}
 		var item outItem

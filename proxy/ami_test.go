@@ -1008,7 +1008,14 @@ func TestCredentialsExpire(t *testing.T) {
 	pc.Users["temp"] = []string{"admin"}
 	e := newEnv(t, envOpts{authn: a, policy: &pc})
 	c := e.login("temp", "temppass", "Events", "off")
+	// The notice goes out whatever the event mask (Events off here).
+	if m := c.readMsg(); header(m, "Event") != EventSessionEnd || header(m, "Reason") != ReasonExpired {
+		t.Errorf("expiry notice = %q", m)
+	}
 	c.expectEOF()
+	if s := e.gw.Stats(); s.EndedExpired != 1 {
+		t.Errorf("EndedExpired = %d, want 1", s.EndedExpired)
+	}
 }
 
 // Close tells clients that read system events, like Asterisk, and closes

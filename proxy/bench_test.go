@@ -3,13 +3,18 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/amiproxy/amiproxy/auth"
+	"github.com/amiproxy/amiproxy/policy"
 	"github.com/amiproxy/amiproxy/rawman"
 )
 
@@ -152,4 +157,44 @@ func BenchmarkFanout100(b *testing.B) {
 		_ = c.Close()
 	}
 	wg.Wait()
+}
+
+// BenchmarkRevalidate measures one Revalidate over 1000 live sessions:
+// "validator" with an unchanged engine (the sweep's steady state: one
+// Validate per session), "new engine" with the engine swapped before each
+// run (a Subject recomputed per session, as after a reload).
+func BenchmarkRevalidate(b *testing.B) {
+	rv := newRevoker()
+	e := newEnv(b, envOpts{cfg: Config{Validator: rv, RevalidateInterval: MaxRevalidateInterval}})
+	const n = 1000
+	for i := range n {
+		s := newSession(e.gw, netip.MustParseAddrPort("127.0.0.1:1"), "bench")
+		s.loginMu.Lock()
+		_, _, cause := s.establish(context.Background(), auth.Principal{Subject: "b", Username: "admin", Method: auth.MethodPassword},
+			rawman.New("Action", "Login", "ActionID", strconv.Itoa(i)), "admin", time.Now())
+		s.loginMu.Unlock()
+		if cause != "" {
+			b.Fatal(cause)
+		}
+		b.Cleanup(s.close)
+	}
+	engines := []*policy.Engine{mustCompile(b, testPolicy()), mustCompile(b, testPolicy())}
+	b.Run("validator", func(b *testing.B) {
+		for b.Loop() {
+			e.gw.Revalidate()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/session")
+	})
+	b.Run("new engine", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			e.gw.engine.Store(engines[i%2])
+			i++
+			e.gw.Revalidate()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/session")
+	})
+	if s := e.gw.Stats(); s.EndedRevoked+s.EndedRemoved+s.EndedExpired != 0 {
+		b.Fatalf("sessions ended: %+v", s)
+	}
 }

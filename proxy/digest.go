@@ -232,9 +232,15 @@ func (m *HTTPManager) serveDigest(ctx context.Context, req *httpRequest) {
 			return
 		}
 	}
+	// Network rules of the roles bound to the username, before any
+	// credential is checked; the group roles are checked at login.
+	if dec := m.g.policyEngine().Subject(d.username, nil).AllowsAddr(req.remote.Addr().Unmap()); !dec.Allowed() {
+		m.digestFailed(ctx, req, d.username, "network: "+dec.Rule)
+		return
+	}
 	ha1, p, known := "", auth.Principal{}, false
-	if m.cfg.Digest != nil {
-		ha1, p, known = m.cfg.Digest.DigestHA1(d.username, m.cfg.Realm)
+	if ds := m.digestSecrets(); ds != nil {
+		ha1, p, known = ds.DigestHA1(d.username, m.cfg.Realm)
 	}
 	if !known {
 		ha1 = dummyHA1
@@ -336,11 +342,28 @@ func (m *HTTPManager) digestSession(ctx context.Context, req *httpRequest, rec *
 	m.stats.created.Add(1)
 	hs.mu.Lock()
 	hs.where = whereSessions
-	hs.authExpires = p.Expires
 	hs.mu.Unlock()
 	m.sessions.Add(hs.id, hs)
 	rec.sessID = hs.id
 	return hs
+}
+
+// SetDigest replaces the source of digest HA1s (HTTPConfig.Digest), for a
+// configuration reload. Digest sessions already logged in are not
+// re-checked here: the Gateway's revalidation ends those of removed users.
+// A nil d refuses every digest request. Safe for concurrent use.
+func (m *HTTPManager) SetDigest(d DigestSecrets) {
+	m.digest.Store(&digestHolder{d})
+}
+
+// digestHolder lets an interface value live in an atomic.Pointer.
+type digestHolder struct{ d DigestSecrets }
+
+func (m *HTTPManager) digestSecrets() DigestSecrets {
+	if h := m.digest.Load(); h != nil {
+		return h.d
+	}
+	return nil
 }
 
 // userName returns the logged-in user's canonical name.

@@ -8,12 +8,15 @@
 //
 //   - [Config] tunes the Gateway (banner, default PBX, handshake timeout,
 //     authlimit, login failure delay, per-client queue bound, write
-//     timeout, loggers, clock); zero fields take the Default* values.
+//     timeout, loggers, clock, [Validator], revalidation interval); zero
+//     fields take the Default* values.
 //   - [Gateway], built by [NewGateway] from an upstream.Pool, a compiled
-//     policy.Engine and an [Authenticator] (*auth.Local satisfies it).
-//     [Gateway.ServeAMI] and [Gateway.ServeAMITLS] serve listeners,
-//     [Gateway.Close] shuts everything down (they then return [ErrClosed]),
-//     [Gateway.Stats] feeds metrics.
+//     policy.Engine and an [Authenticator] (*auth.Local and *auth.Chain
+//     satisfy it). [Gateway.ServeAMI] and [Gateway.ServeAMITLS] serve
+//     listeners, [Gateway.Close] shuts everything down (they then return
+//     [ErrClosed]), [Gateway.Stats] feeds metrics. [Gateway.SetPolicy],
+//     [Gateway.SetAuthenticator], [Gateway.Revalidate] and
+//     [Gateway.EndUserSessions] serve continuous authorisation (below).
 //   - The unexported session type holds the AMI semantics of one client
 //     independently of the transport: Login, the emulated session actions,
 //     PBX selection, policy, forwarding, and the filtering of events. The
@@ -32,6 +35,13 @@
 // session stays open. Every reply is written whole, in one write, in the
 // order of the requests; events never interleave with a reply.
 //
+// Where Asterisk would read the first of repeated headers and another
+// reader might read another, the proxy refuses: a request that repeats
+// Action, ActionID, Username, Secret, AuthType, Key, Server or Servers
+// gets "Response: Error" / "Message: Failed to parse message: repeated
+// <Key> header", is counted in Stats.FrameErrors, audited as a deny, and
+// is never forwarded (over HTTP too, for repeated parameters).
+//
 // Limits (limit.go): Config.Limits throttles every Login before its
 // credentials are checked (a refusal is a failed Login that never reached
 // the Authenticator); MaxUnauthenticatedPerAddress caps the connections
@@ -40,8 +50,16 @@
 // <Action>, retry later". Every limiter table is bounded.
 //
 // Login checks the credentials with the Authenticator (plain Secret, or
-// AuthType MD5 with the Key computed over the session's Challenge) and asks
-// the policy engine what the user may do. A failure of any kind (unknown
+// AuthType MD5 with the Key computed over the session's Challenge; a JWT
+// or minted secret in Secret is the Authenticator's business, and a Secret
+// may fill the AMI line up to its 1023 bytes) and asks the policy engine
+// what the user may do, with policy.Engine.SubjectFor over the Principal's
+// username, groups and claims and the client's address. Before the
+// Authenticator is called, the network rules (permit/deny) of the roles
+// bound to the username alone are checked against the client's address
+// (policy.Subject.AllowsAddr); after it, those of every role. A refusal
+// is answered exactly like a wrong secret (the Authenticator is then not
+// called) and audited with the rule. A failure of any kind (unknown
 // user, bad secret or key, no PBX granted, a Server or Servers header
 // naming a PBX the user may not use) waits LoginFailDelay, answers
 // "Authentication failed" and closes the connection, as Asterisk does. On
@@ -53,6 +71,45 @@
 // PBX booted without asking every login). SuccessfulAuth is not emitted:
 // the proxy has no Asterisk session id or addresses to put in it, and no
 // client depends on it. A second Login answers "Already authenticated".
+//
+// # Continuous authorisation
+//
+// A logged-in session stays authorised only while its credentials and its
+// policy do. [Gateway.Revalidate] checks every live session (native and
+// HTTP): Principal.Expires, then the [Validator] (Config.Validator, else
+// the Authenticator when it implements Validate, as auth.Chain does:
+// revoked tokens and minted secrets, removed accounts), then, when the
+// policy engine changed, the user's roles, network rules and session PBX
+// under the new engine. It runs on every SetPolicy and SetAuthenticator,
+// and every Config.RevalidateInterval (default 250 ms, at most 500 ms)
+// from a sweeper goroutine, so a session whose credentials are revoked or
+// whose user is removed ends within a second without any notification.
+// Sessions whose user keeps roles get their Subject recomputed at once:
+// changed rights apply to their next action and event, and PBXs no longer
+// granted stop sending events. [Gateway.EndUserSessions] ends a user's
+// sessions on an administrator's request.
+//
+// An ended session first receives a notice, whatever its event mask and
+// read rights:
+//
+//	Event: ProxySessionEnd
+//	Privilege: system,all
+//	Reason: revoked|expired|removed
+//	Server: <session PBX>
+//
+// On the native door it follows what is already queued (a pending
+// WaitEvent completes first), then the connection closes. An HTTP session
+// delivers it to its pending WaitEvent (with the queued events), or else
+// to its next request, which runs nothing and gets "Response: Error" /
+// "Message: Session ended (<reason>)" and the notice (a WaitEvent: its
+// usual completion around it); the session is then gone, and the cookie
+// names nothing. A Validator error wrapping auth.ErrExpired gives
+// "expired", auth.ErrRemoved "removed", anything else "revoked"; a context
+// error ends nothing (retried at the next sweep). A request on a session
+// whose Principal.Expires has passed ends it first, whatever the sweep's
+// timing. Each end is counted in Stats.EndedRevoked, EndedExpired or
+// EndedRemoved and audited ("session.end": reason, session, door, remote,
+// user, principal, method, pbx, detail).
 //
 // # PBXs
 //
@@ -185,6 +242,24 @@
 // Close answers pending WaitEvents with what is queued plus Asterisk's
 // Shutdown event (for sessions that read system events).
 //
+// A request to a cookie URI (/rawman, /mxml, /manager, at the root or
+// under /pbx/<name>/) with "Authorization: Bearer <token>" is
+// authenticated on every request by the Authenticator with
+// auth.Credentials.Token (the auth side caches verification) and runs on
+// a server-side session keyed by the token's SHA-256: its events and
+// WaitEvent belong to it, no cookie is read or set. The session logs in
+// as for a Login (the path's PBX becomes the session PBX) and ends with
+// the notice when the token expires or is revoked; Logoff ends it too.
+// A cookie, nonce or token is not bound to an address, so a request of a
+// logged-in HTTP session that comes from another address than its Login
+// must pass the user's network rules too, or is answered "Permission
+// denied" (and audited with the rule) without running.
+// A malformed (not RFC 6750 b64token, over 16 KiB, several Authorization
+// headers), unknown, refused or expired token, or one whose user may use
+// no PBX, gets 401 with `WWW-Authenticate: Bearer error="invalid_token"`
+// and an error page without detail, after LoginFailDelay; Config.Limits
+// throttles them like failed digest requests.
+//
 // The digest URIs answer 401 with Asterisk's challenge (WWW-authenticate:
 // Digest algorithm=MD5, realm, nonce, qop="auth", opaque). HA1 comes from
 // HTTPConfig.Digest (NewDigestAccounts: the local accounts' plaintext
@@ -206,7 +281,7 @@
 // closed without a word, whatever the client is doing). MaxUnauthenticated
 // bounds the connections not yet logged in (authlimit; the excess is closed
 // before the banner). Credentials that expire (Principal.Expires) end the
-// session.
+// session with the ProxySessionEnd notice.
 //
 // A client's outgoing buffer has two bounded stages: its upstream.Client
 // queue (upstream.Config.SubscriberQueue per PBX), which the PBX readers
@@ -222,11 +297,13 @@
 // # Logging
 //
 // Config.Audit gets one line per Login ("auth.login", result
-// success|failure) and per action ("ami.action": session, door, remote,
+// success|failure; bearer requests that fail too), one per session ended
+// by continuous authorisation ("session.end"), and one per action ("ami.action": session, door, remote,
 // user, principal, pbx, action, action_id, result allow|deny|error, rule,
 // response, latency, ref). Config.Logger gets operational events. Neither
-// ever sees a Secret or Key value, or any header but the action name and
-// ActionID.
+// ever sees a Secret, Key or bearer token value, or any header but the
+// action name and ActionID; the attack suite (attack_test.go) scans them
+// for every secret it uses.
 //
 // # Concurrency
 //
@@ -243,8 +320,16 @@
 //   - one sweeper per HTTPManager, owned by it, ending at its Close
 //     (which Gateway.Close calls); HTTP requests run on net/http's
 //     goroutines, and Close waits for the ones in progress.
+//   - one revalidation sweeper per Gateway, started with the first
+//     logged-in session and ended by Close (which waits for it).
+//     Revalidate calls are serialized; ending a session never blocks (the
+//     front door writes the notice from its own goroutines).
+//   - SetPolicy, SetAuthenticator and HTTPManager.SetDigest swap atomic
+//     pointers: a Login in progress uses one engine and one
+//     Authenticator throughout.
 //
 // Non-goals: certificate management (cmd/amiproxy hands in a *tls.Config),
-// pre-auth rate limiting per address (later), ActionID rewriting (done by
-// upstream), and closing the upstream.Pool (its owner does, after Close).
+// ActionID rewriting (done by upstream), closing the upstream.Pool (its
+// owner does, after Close), reading configuration files (cmd/amiproxy
+// reloads and calls the setters), and verifying tokens (package auth).
 package proxy

@@ -26,6 +26,9 @@ const (
 	DefaultLoginFailDelay     = time.Second
 	DefaultClientQueue        = 4096
 	DefaultWriteTimeout       = 10 * time.Second
+	DefaultRevalidateInterval = 250 * time.Millisecond
+	// MaxRevalidateInterval is the longest RevalidateInterval accepted.
+	MaxRevalidateInterval = 500 * time.Millisecond
 )
 
 const (
@@ -44,9 +47,11 @@ const (
 // ErrClosed is returned by ServeAMI and ServeAMITLS after Gateway.Close.
 var ErrClosed = errors.New("proxy: gateway closed")
 
-// Authenticator turns the credentials of an AMI Login into a Principal.
-// *auth.Local implements it. Every failure must be an error; its text goes
-// to the log only (the client always reads "Authentication failed").
+// Authenticator turns the credentials of an AMI Login (or of an HTTP
+// bearer request: Credentials.Token) into a Principal. *auth.Local and
+// *auth.Chain implement it. Every failure must be an error; its text goes
+// to the log only (the client always reads "Authentication failed", or an
+// HTTP 401 without detail) and must not hold a secret.
 type Authenticator interface {
 	Authenticate(ctx context.Context, c auth.Credentials) (auth.Principal, error)
 }
@@ -111,8 +116,21 @@ type Config struct {
 	// Neither ever receives a secret or an MD5 key.
 	Logger, Audit *slog.Logger
 	// Now is the clock for timestamps (Ping, audit latencies, FullyBooted
-	// uptime). Nil means time.Now. Deadlines use the time package.
+	// uptime) and for credential expiry. Nil means time.Now. Deadlines
+	// use the time package.
 	Now func() time.Time
+	// Validator, when set, is asked on every revalidation (see
+	// Gateway.Revalidate) whether the Principal of each live session still
+	// holds: an error ends the session with a ProxySessionEnd notice.
+	// Nil means the Authenticator, when it implements Validator itself
+	// (the auth chain does), else no check beyond Principal.Expires and
+	// the policy.
+	Validator Validator
+	// RevalidateInterval is how often every live session is revalidated
+	// even without a notification (Gateway.Revalidate). Default 250 ms;
+	// at most 500 ms, so that a revoked or removed user's session ends
+	// within a second.
+	RevalidateInterval time.Duration
 }
 
 // Stats is a snapshot of a Gateway's counters, for metrics.
@@ -145,6 +163,12 @@ type Stats struct {
 	EventsDropped   uint64 // items discarded when a slow client was disconnected
 	SlowDisconnects uint64 // clients disconnected for not reading (queues full, or WriteTimeout)
 	Panics          uint64 // session goroutines that panicked (session closed)
+
+	// Logged-in sessions ended by continuous authorisation, by reason
+	// (the Reason of their ProxySessionEnd notice).
+	EndedRevoked uint64 // token, minted secret or user revoked (Validator, EndUserSessions)
+	EndedExpired uint64 // credentials expired (Principal.Expires)
+	EndedRemoved uint64 // user removed, no role left, or no longer allowed from its address
 }
 
 type counters struct {
@@ -153,6 +177,7 @@ type counters struct {
 	loginsOK, loginsFailed, loginsThrottled                atomic.Uint64
 	allowed, denied, failed, frameErrors, actionsThrottled atomic.Uint64
 	delivered, filtered, dropped, slow, panics             atomic.Uint64
+	endedRevoked, endedExpired, endedRemoved               atomic.Uint64
 }
 
 // Gateway is the client side of amiproxy: it authenticates AMI clients,
@@ -167,8 +192,8 @@ type counters struct {
 type Gateway struct {
 	cfg    Config
 	pool   *upstream.Pool
-	engine *policy.Engine
-	authn  Authenticator
+	engine atomic.Pointer[policy.Engine]
+	authn  atomic.Pointer[authnHolder]
 	log    *slog.Logger
 	audit  *slog.Logger
 	start  time.Time
@@ -184,13 +209,19 @@ type Gateway struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*amiConn]struct{}
 	managers  map[*HTTPManager]struct{} // HTTP manager doors, closed by Close
-	wg        sync.WaitGroup            // every session goroutine (amiConn.serve)
+	live      map[*session]struct{}     // logged-in sessions, for Revalidate
+	sweeping  bool                      // the revalidation sweeper runs
+	done      chan struct{}             // closed by Close: the sweeper exits
+	wg        sync.WaitGroup            // every session goroutine (amiConn.serve), the sweeper
 	closeOnce sync.Once
+
+	revalMu sync.Mutex // serializes Revalidate
 }
 
 // NewGateway checks cfg, applies its defaults and returns a Gateway that
 // serves the PBXs of pool under the policy engine, authenticating clients
-// with authn. It starts no goroutine.
+// with authn. It starts no goroutine; the revalidation sweeper starts with
+// the first logged-in session and ends at Close.
 func NewGateway(cfg Config, pool *upstream.Pool, engine *policy.Engine, authn Authenticator) (*Gateway, error) {
 	var errs []error
 	if pool == nil {
@@ -216,6 +247,9 @@ func NewGateway(cfg Config, pool *upstream.Pool, engine *policy.Engine, authn Au
 	}
 	if cfg.ClientQueue < 0 {
 		errs = append(errs, fmt.Errorf("proxy: negative client queue %d", cfg.ClientQueue))
+	}
+	if cfg.RevalidateInterval < 0 || cfg.RevalidateInterval > MaxRevalidateInterval {
+		errs = append(errs, fmt.Errorf("proxy: revalidate interval %v outside (0, %v]", cfg.RevalidateInterval, MaxRevalidateInterval))
 	}
 	if strings.ContainsAny(cfg.Banner, "\r\n\x00") {
 		errs = append(errs, errors.New("proxy: banner contains CR, LF or NUL"))
@@ -256,18 +290,23 @@ func NewGateway(cfg Config, pool *upstream.Pool, engine *policy.Engine, authn Au
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RevalidateInterval == 0 {
+		cfg.RevalidateInterval = DefaultRevalidateInterval
+	}
 	g := &Gateway{
 		cfg:       cfg,
 		pool:      pool,
-		engine:    engine,
-		authn:     authn,
 		log:       loggerOrDiscard(cfg.Logger),
 		audit:     loggerOrDiscard(cfg.Audit),
 		pbxs:      pbxs,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*amiConn]struct{}{},
 		managers:  map[*HTTPManager]struct{}{},
+		live:      map[*session]struct{}{},
+		done:      make(chan struct{}),
 	}
+	g.engine.Store(engine)
+	g.authn.Store(&authnHolder{authn})
 	g.start = g.now()
 	return g, nil
 }
@@ -310,6 +349,7 @@ func (g *Gateway) Close() error {
 	g.closeOnce.Do(func() {
 		g.mu.Lock()
 		g.closed = true
+		close(g.done)
 		lns := make([]net.Listener, 0, len(g.listeners))
 		for ln := range g.listeners {
 			lns = append(lns, ln)
@@ -373,6 +413,9 @@ func (g *Gateway) Stats() Stats {
 		EventsDropped:     s.dropped.Load(),
 		SlowDisconnects:   s.slow.Load(),
 		Panics:            s.panics.Load(),
+		EndedRevoked:      s.endedRevoked.Load(),
+		EndedExpired:      s.endedExpired.Load(),
+		EndedRemoved:      s.endedRemoved.Load(),
 	}
 }
 

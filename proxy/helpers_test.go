@@ -96,7 +96,8 @@ func (a *testAuth) Authenticate(ctx context.Context, c auth.Credentials) (auth.P
 func testPolicy() policy.Config {
 	return policy.Config{
 		Roles: []policy.Role{
-			{Name: "admin", Read: "all", Write: "all", PBXs: []string{"*"}, AllowActions: []string{"NoSuchAction"}},
+			{Name: "admin", Read: "all", Write: "all", PBXs: []string{"*"}, AllowActions: []string{"NoSuchAction"},
+				Rules: policy.Rules{Commands: []string{"core"}, ConfigFiles: []string{"*"}}},
 			{Name: "limited", Read: "call", Write: "call", PBXs: []string{"*"}},
 			{Name: "eastonly", Read: "all", Write: "all", PBXs: []string{"east"}},
 			{Name: "filtered", Read: "all", Write: "all", PBXs: []string{"*"}, EventFilters: []string{"Event: Newchannel"}},
@@ -285,7 +286,7 @@ func (c *client) write(s string) {
 
 func (c *client) line() string {
 	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = c.conn.SetReadDeadline(time.Now().Add(readTimeout))
 	l, err := c.br.ReadString('\n')
 	if err != nil {
 		c.t.Fatalf("read line: %v (got %q)", err, l)
@@ -296,7 +297,7 @@ func (c *client) line() string {
 // readMsg reads one message, raw, up to and including its blank line.
 func (c *client) readMsg() string {
 	c.t.Helper()
-	m, err := c.tryRead(5 * time.Second)
+	m, err := c.tryRead(readTimeout)
 	if err != nil {
 		c.t.Fatalf("read message: %v (got %q)", err, m)
 	}
@@ -336,7 +337,7 @@ func (c *client) until(want string) []string {
 	c.t.Helper()
 	var got []string
 	for {
-		m, err := c.tryRead(5 * time.Second)
+		m, err := c.tryRead(readTimeout)
 		if err != nil {
 			c.t.Fatalf("waiting for %q: %v; got %q", want, err, got)
 		}
@@ -350,7 +351,7 @@ func (c *client) until(want string) []string {
 // expectEOF asserts that the proxy closes the connection (after any data).
 func (c *client) expectEOF() {
 	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_ = c.conn.SetReadDeadline(time.Now().Add(readTimeout))
 	rest, err := io.ReadAll(c.br)
 	if err != nil {
 		c.t.Fatalf("expected EOF, got %v after %q", err, rest)
@@ -402,3 +403,8 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 func bufioReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+
+// readTimeout bounds a test client's wait for the proxy. It is generous:
+// a plain Login against a bcrypt hash takes seconds under -race on a
+// loaded machine, and a wait only runs this long when a test fails.
+const readTimeout = 30 * time.Second

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -79,7 +80,8 @@ type HTTPConfig struct {
 	ServerHeader string
 	// Digest gives the digest URIs (/arawman, /amxml, /amanager) the
 	// HA1 of an account. Nil: every digest request is answered 401.
-	// NewDigestAccounts builds one from the local accounts.
+	// NewDigestAccounts builds one from the local accounts;
+	// HTTPManager.SetDigest replaces it on a reload.
 	Digest DigestSecrets
 }
 
@@ -125,6 +127,10 @@ type HTTPManager struct {
 	pending  *lru.Cache[uint32, *httpSession] // not logged in, holding a Challenge
 	nonces   *lru.Cache[uint32, *nonceRecord] // digest nonces issued
 	nonceMu  sync.Mutex                       // nonce record fields
+	digest   atomic.Pointer[digestHolder]     // HTTPConfig.Digest, swapped by SetDigest
+
+	bearers  *lru.Cache[[sha256.Size]byte, *httpSession] // bearer sessions by token hash (also in sessions)
+	bearerMu sync.Mutex                                  // serializes bearer session creation
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -175,6 +181,7 @@ func (g *Gateway) NewHTTPManager(cfg HTTPConfig) (*HTTPManager, error) {
 		cfg.ServerHeader = DefaultServerHeader
 	}
 	m := &HTTPManager{g: g, cfg: cfg, ids: newIDGen()}
+	m.digest.Store(&digestHolder{cfg.Digest})
 	var err error
 	// The eviction callbacks run outside the caches' locks (lru.Cache
 	// calls them after unlocking) and only mark the session and release
@@ -187,6 +194,9 @@ func (g *Gateway) NewHTTPManager(cfg HTTPConfig) (*HTTPManager, error) {
 	}
 	if m.nonces, err = lru.New[uint32, *nonceRecord](cfg.MaxSessions); err != nil {
 		return nil, fmt.Errorf("proxy: digest nonces: %w", err)
+	}
+	if m.bearers, err = lru.New[[sha256.Size]byte, *httpSession](cfg.MaxSessions); err != nil {
+		return nil, fmt.Errorf("proxy: bearer sessions: %w", err)
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	g.mu.Lock()
@@ -220,6 +230,7 @@ func (m *HTTPManager) Close() error {
 	m.sessions.Purge()
 	m.pending.Purge()
 	m.nonces.Purge()
+	m.bearers.Purge()
 	m.g.mu.Lock()
 	delete(m.g.managers, m)
 	m.g.mu.Unlock()
@@ -337,6 +348,10 @@ func (m *HTTPManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.serveDigest(ctx, req)
 		return
 	}
+	if token, ok := bearerToken(r); ok {
+		m.serveBearer(ctx, req, token)
+		return
+	}
 	m.serveCookie(ctx, req)
 }
 
@@ -389,10 +404,9 @@ func (m *HTTPManager) serveCookie(ctx context.Context, req *httpRequest) {
 
 // outcome is what a request did to its session.
 type outcome struct {
-	close     bool      // Logoff or a failed Login: destroy the session
-	login     bool      // the request logged the session in
-	expires   time.Time // with login: when the credentials expire
-	abandoned bool      // the client went away
+	close     bool // Logoff, a failed Login, or the end notice delivered: destroy the session
+	login     bool // the request logged the session in
+	abandoned bool // the client went away
 }
 
 // run executes the request's action on hs and returns the AMI text to
@@ -404,8 +418,14 @@ func (m *HTTPManager) run(ctx context.Context, hs *httpSession, req *httpRequest
 		m.g.log.Debug("proxy: http parameter refused", "session", hs.sess.id, "remote", req.remote.String(), "err", req.perr)
 		return errorReply("", refusalText(req.perr)), outcome{}
 	}
+	if d, ok := hs.sess.allowsFrom(req.remote.Addr()); !ok {
+		// A session used from another address than the one it logged in
+		// from: that address must pass the user's network rules too.
+		hs.sess.deny(req.start, req.params.Action(), req.params.ActionID(), "", "network: "+d.Rule)
+		return errorReply(req.params.ActionID(), msgPermissionDenied), outcome{}
+	}
 	res := hs.sess.handle(ctx, req.params)
-	o := outcome{close: res.close, login: res.login, expires: res.expires}
+	o := outcome{close: res.close, login: res.login}
 	if res.login {
 		// Over HTTP Asterisk 22 answers a Login with the response alone
 		// (http-*-waitevent.txt): FullyBooted is not sent.
@@ -416,6 +436,7 @@ func (m *HTTPManager) run(ctx context.Context, hs *httpSession, req *httpRequest
 	if res.wait != nil {
 		out, ok := m.waitEvent(ctx, hs, *res.wait)
 		o.abandoned = !ok && ctx.Err() != nil && m.ctx.Err() == nil
+		o.close = hs.endDelivered()
 		return out, o
 	}
 	return res.out, o

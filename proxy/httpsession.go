@@ -35,24 +35,26 @@ type httpSession struct {
 	id     uint32 // cookie value, or the first nonce of a digest session
 	sess   *session
 	digest bool
+	bearer bool // keyed by a bearer token's hash, never by a cookie
 
-	mu          sync.Mutex
-	where       where
-	dead        bool      // destroyed: evicted, expired, logged off
-	busy        int       // requests in progress
-	expires     time.Time // after the last request
-	authExpires time.Time // the credentials expire (zero: never)
-	ring        eventRing
-	dropped     uint64        // events dropped since the last WaitEvent
-	dc          deliverCache  // read-rule cache of drain
-	kick        chan struct{} // closed to end the WaitEvent in progress
-	notify      chan struct{} // cap 1: the sweeper queued events
+	mu        sync.Mutex
+	where     where
+	dead      bool      // destroyed: evicted, expired, logged off
+	busy      int       // requests in progress
+	expires   time.Time // after the last request
+	endNotice []byte    // the ProxySessionEnd notice, until delivered
+	endSent   bool      // the notice went to a WaitEvent: destroy after it
+	ring      eventRing
+	dropped   uint64        // events dropped since the last WaitEvent
+	dc        deliverCache  // read-rule cache of drain
+	kick      chan struct{} // closed to end the WaitEvent in progress
+	notify    chan struct{} // cap 1: the sweeper queued events
 }
 
 func (m *HTTPManager) newHTTPSession(remote netip.AddrPort, door string, digest bool) *httpSession {
 	id := m.freshID()
 	life := min(unauthLifetime, m.cfg.HTTPTimeout)
-	return &httpSession{
+	hs := &httpSession{
 		m:       m,
 		id:      id,
 		sess:    newSession(m.g, remote, door),
@@ -61,6 +63,42 @@ func (m *HTTPManager) newHTTPSession(remote netip.AddrPort, door string, digest 
 		expires: time.Now().Add(life),
 		notify:  make(chan struct{}, 1),
 	}
+	hs.sess.ender = hs
+	return hs
+}
+
+// endSession is the HTTP part of ending a session for continuous
+// authorisation: a pending WaitEvent answers with what is queued and the
+// notice; otherwise the session stays (holding no subscription) so that
+// its next request gets the notice, and is destroyed after that, or when
+// its lifetime runs out. It never blocks.
+func (hs *httpSession) endSession(notice []byte) {
+	hs.mu.Lock()
+	hs.endNotice = notice
+	if hs.kick != nil {
+		close(hs.kick)
+		hs.kick = nil
+	}
+	hs.mu.Unlock()
+	hs.sess.client.Close()
+}
+
+// takeEndNotice returns the end notice, once, for a WaitEvent to deliver.
+func (hs *httpSession) takeEndNotice() []byte {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	n := hs.endNotice
+	if n != nil {
+		hs.endNotice, hs.endSent = nil, true
+	}
+	return n
+}
+
+// endDelivered reports whether a WaitEvent delivered the end notice.
+func (hs *httpSession) endDelivered() bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return hs.endSent
 }
 
 // freshID returns an id no kept session or nonce uses.
@@ -119,7 +157,7 @@ func (m *HTTPManager) lookup(id uint32, now time.Time) *httpSession {
 	if !ok {
 		hs, ok = m.pending.Get(id)
 	}
-	if !ok || hs.digest {
+	if !ok || hs.digest || hs.bearer {
 		return nil
 	}
 	hs.mu.Lock()
@@ -133,10 +171,11 @@ func (m *HTTPManager) lookup(id uint32, now time.Time) *httpSession {
 	return hs
 }
 
-// expiredLocked reports whether the session has outlived its lifetime or
-// its credentials. hs.mu must be held.
+// expiredLocked reports whether the session has outlived its lifetime.
+// Expired credentials are the Gateway's business (session.checkEnded and
+// Revalidate): they end the session with a notice. hs.mu must be held.
 func (hs *httpSession) expiredLocked(now time.Time) bool {
-	return now.After(hs.expires) || (!hs.authExpires.IsZero() && now.After(hs.authExpires))
+	return now.After(hs.expires)
 }
 
 // expire removes an expired session.
@@ -179,7 +218,6 @@ func (m *HTTPManager) release(hs *httpSession, o outcome) {
 	}
 	hs.expires = now.Add(life)
 	if o.login {
-		hs.authExpires = o.expires
 		m.stats.created.Add(1)
 	}
 	dead, w := hs.dead, hs.where
@@ -324,7 +362,7 @@ func (m *HTTPManager) waitEvent(ctx context.Context, hs *httpSession, wr waitReq
 	// The expiry set by the previous request bounds the wait, as in
 	// Asterisk (sessiontimeout - now - 10).
 	maxWait := max(hs.expires.Sub(now)-waitEventMargin, 0)
-	if hs.digest || hs.expires.IsZero() {
+	if hs.digest || hs.bearer || hs.expires.IsZero() {
 		maxWait = max(m.cfg.HTTPTimeout-waitEventMargin, 0)
 	}
 	hs.mu.Unlock()
@@ -373,11 +411,14 @@ func (m *HTTPManager) waitEvent(ctx context.Context, hs *httpSession, wr waitReq
 		case <-cl.Ready():
 		case <-hs.notify:
 		case <-kick:
+			if n := hs.takeEndNotice(); n != nil {
+				return complete(n), true
+			}
 			return nil, true
 		case <-timer:
 			return complete(nil), true
 		case <-cl.Done():
-			return complete(nil), true
+			return complete(hs.takeEndNotice()), true
 		case <-ctx.Done():
 			if m.ctx.Err() != nil {
 				return complete(hs.sess.shutdownEvent()), true
@@ -424,6 +465,14 @@ func (m *HTTPManager) sweep() {
 					}
 				}
 			default:
+			}
+			if hs.sess.endedReason() != "" {
+				// Ended with a notice for its next request: kept until
+				// then or until its lifetime runs out.
+				if expire {
+					m.expireIfIdle(hs, now)
+				}
+				continue
 			}
 			select {
 			case <-cl.Done():

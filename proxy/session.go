@@ -42,6 +42,7 @@ type session struct {
 	challenge string
 	authed    bool
 	principal auth.Principal
+	engine    *policy.Engine // the engine subj comes from
 	subj      *policy.Subject
 	pbx       string       // the session PBX
 	granted   []string     // PBXs the subject may use that the pool has, sorted
@@ -49,8 +50,10 @@ type session struct {
 	servers   []string     // PBXs whose events are subscribed
 	tag       bool         // Servers was given: events carry a Server header
 	filters   policy.FilterSet
+	ended     string       // why continuous authorisation ended it ("": live)
+	ender     sessionEnder // the front door's part of ending it; set at creation
 
-	view atomic.Pointer[eventView] // nil until logged in
+	view atomic.Pointer[eventView] // nil until logged in, and once ended
 }
 
 // eventView is what the event path needs, rebuilt on every change (Login,
@@ -110,8 +113,12 @@ func newSession(g *Gateway, remote netip.AddrPort, door string) *session {
 	}
 }
 
-// close releases the upstream subscription. It is idempotent.
-func (s *session) close() { s.client.Close() }
+// close releases the upstream subscription and leaves the live set. It is
+// idempotent.
+func (s *session) close() {
+	s.client.Close()
+	s.g.unregister(s)
+}
 
 func (s *session) loggedIn() bool {
 	s.mu.Lock()
@@ -126,6 +133,17 @@ func (s *session) handle(ctx context.Context, req rawman.Message) result {
 	start := s.g.now()
 	name := req.Action()
 	id := req.ActionID()
+	if reason := s.checkEnded(); reason != "" {
+		// Continuous authorisation ended the session: nothing runs.
+		return s.endedResult(req, reason)
+	}
+	if dup := repeatedControlKey(req); dup != "" {
+		// Asterisk would read the first and the PBX might read another
+		// (house style C11): refused, never forwarded.
+		s.g.stats.frameErrors.Add(1)
+		s.deny(start, name, id, "", "framing: repeated "+dup+" header")
+		return result{out: errorReply(id, "Failed to parse message: repeated "+dup+" header")}
+	}
 	if name == "" {
 		// Asterisk answers this before it looks at authentication.
 		return result{out: errorReply(id, msgMissingAction)}
@@ -277,7 +295,12 @@ func (s *session) login(ctx context.Context, req rawman.Message, start time.Time
 			return s.loginFailed(ctx, start, id, user, "", throttledCause(d))
 		}
 	}
-	p, err := s.g.authn.Authenticate(ctx, creds)
+	// Network rules of the roles bound to the username, before any
+	// credential is checked; the group roles are checked after.
+	if d := s.g.policyEngine().Subject(user, nil).AllowsAddr(s.addr()); !d.Allowed() {
+		return s.loginFailed(ctx, start, id, user, "", "network: "+d.Rule)
+	}
+	p, err := s.g.authenticator().Authenticate(ctx, creds)
 	if err != nil {
 		if lim != nil {
 			lim.Failed(s.remote.Addr(), user)
@@ -308,14 +331,14 @@ func (s *session) establish(ctx context.Context, p auth.Principal, req rawman.Me
 	if name == "" {
 		name = user
 	}
-	subj := s.g.engine.Subject(name, p.Groups)
-	var granted []string
-	for _, pbx := range subj.PBXs() {
-		if s.g.pbxs[pbx] && subj.MayUse(pbx).Allowed() {
-			granted = append(granted, pbx)
-		}
+	eng := s.g.policyEngine()
+	pid := p
+	pid.Username = name
+	subj := eng.SubjectFor(s.identity(pid))
+	if d := subj.AllowsAddr(s.addr()); !d.Allowed() {
+		return nil, name, "network: " + d.Rule
 	}
-	slices.Sort(granted)
+	granted := s.g.grantedPBXs(subj)
 	if len(granted) == 0 {
 		return nil, name, "policy: no pbx granted"
 	}
@@ -358,6 +381,7 @@ func (s *session) establish(ctx context.Context, p auth.Principal, req rawman.Me
 	s.authed = true
 	s.principal = p
 	s.principal.Username = name
+	s.engine = eng
 	s.subj = subj
 	s.pbx = pbx
 	s.granted = granted
@@ -366,6 +390,7 @@ func (s *session) establish(ctx context.Context, p auth.Principal, req rawman.Me
 	s.tag = tag
 	s.rebuildViewLocked()
 	s.mu.Unlock()
+	s.g.register(s)
 
 	s.g.stats.loginsOK.Add(1)
 	s.g.audit.LogAttrs(ctx, slog.LevelInfo, "auth.login",
@@ -652,6 +677,10 @@ func publicReason(d policy.Decision) string {
 
 // rebuildViewLocked publishes a new eventView. s.mu must be held.
 func (s *session) rebuildViewLocked() {
+	if s.ended != "" || !s.authed {
+		s.view.Store(nil)
+		return
+	}
 	v := &eventView{
 		subj:    s.subj,
 		pbx:     s.pbx,
@@ -854,6 +883,30 @@ func sniPBX(sni string, granted []string) string {
 	for _, g := range granted {
 		if strings.EqualFold(g, sni) || strings.EqualFold(g, first) {
 			return g
+		}
+	}
+	return ""
+}
+
+// controlKeys are the single-valued headers a request may not repeat: the
+// ones that pick the action, its correlation, the credentials and the PBX.
+var controlKeys = [...]string{"Action", "ActionID", "Username", "Secret", "AuthType", "Key", "Server", "Servers"}
+
+// repeatedControlKey returns the first control key req holds more than
+// once (in its canonical spelling), or "".
+func repeatedControlKey(req rawman.Message) string {
+	var seen [len(controlKeys)]bool
+	for _, h := range req.All() {
+		if h.Bare() {
+			continue
+		}
+		for i, k := range controlKeys {
+			if strings.EqualFold(h.Key, k) {
+				if seen[i] {
+					return k
+				}
+				seen[i] = true
+			}
 		}
 	}
 	return ""
