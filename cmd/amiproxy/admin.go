@@ -95,6 +95,10 @@ func renderMetrics(g proxy.Stats, pbxs []upstream.Stats) []byte {
 	m.sample("amiproxy_client_events_total", float64(g.EventsFiltered), "outcome", "filtered")
 	m.sample("amiproxy_client_events_total", float64(g.EventsDropped), "outcome", "dropped")
 	counter("amiproxy_slow_client_disconnects_total", "Clients disconnected for not reading their events.", g.SlowDisconnects)
+	m.family("amiproxy_sessions_ended_total", "counter", "Live sessions ended by continuous authorisation, by reason (with a final ProxySessionEnd event).")
+	m.sample("amiproxy_sessions_ended_total", float64(g.EndedRevoked), "reason", "revoked")
+	m.sample("amiproxy_sessions_ended_total", float64(g.EndedExpired), "reason", "expired")
+	m.sample("amiproxy_sessions_ended_total", float64(g.EndedRemoved), "reason", "removed")
 
 	sort.Slice(pbxs, func(i, j int) bool { return pbxs[i].PBX < pbxs[j].PBX })
 	m.family("amiproxy_upstream_up", "gauge", "1 when the PBX link is logged in and serving.")

@@ -71,6 +71,7 @@ func TestAdminEndpoints(t *testing.T) {
 		`amiproxy_logins_total{result="failed"} 1`,
 		`amiproxy_upstream_info{pbx="lab",asterisk_version="22.10.1",ami_version="11.0.0"} 1`,
 		"# TYPE amiproxy_actions_total counter",
+		`amiproxy_sessions_ended_total{reason="revoked"} 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, metrics)

@@ -31,6 +31,10 @@ type File struct {
 	Accounts []Account     `yaml:"accounts"`
 	Policy   policy.Config `yaml:"policy"`
 	Log      Log           `yaml:"log"`
+	// OIDC and Minted configure sign-in with an identity provider and
+	// minted AMI secrets (identity.go).
+	OIDC   OIDC   `yaml:"oidc"`
+	Minted Minted `yaml:"minted"`
 }
 
 // Listen names the client-facing endpoints. An empty address is off.
@@ -96,12 +100,15 @@ type Proxy struct {
 
 // PBX is one Asterisk the proxy keeps a session with.
 type PBX struct {
-	Name     string       `yaml:"name"`
-	Address  string       `yaml:"address"`
-	Username string       `yaml:"username"`
-	Secret   SecretSource `yaml:"secret"`
-	AuthMD5  bool         `yaml:"auth_md5"`
-	TLS      PBXTLS       `yaml:"tls"`
+	Name string `yaml:"name"`
+	// Labels are free key/value pairs that roles select PBXs by
+	// (policy pbx_labels), e.g. {site: paris, tier: prod}.
+	Labels   map[string]string `yaml:"labels"`
+	Address  string            `yaml:"address"`
+	Username string            `yaml:"username"`
+	Secret   SecretSource      `yaml:"secret"`
+	AuthMD5  bool              `yaml:"auth_md5"`
+	TLS      PBXTLS            `yaml:"tls"`
 	// PingInterval and PingTimeout tune the keepalive (defaults 20s, 5s).
 	PingInterval Duration `yaml:"ping_interval"`
 	PingTimeout  Duration `yaml:"ping_timeout"`
@@ -126,6 +133,11 @@ type Account struct {
 	// Secret is needed for Challenge/MD5 logins, which need the plain text.
 	Secret SecretSource `yaml:"secret"`
 	Groups []string     `yaml:"groups"`
+	// Permit and Deny are CIDR prefixes checked before the secret, as
+	// Asterisk checks a manager user's permit/deny: deny wins, and a
+	// non-empty Permit admits only the addresses it lists.
+	Permit []string `yaml:"permit"`
+	Deny   []string `yaml:"deny"`
 }
 
 // Log configures operational and audit logs.
@@ -205,7 +217,10 @@ func decodeConfig(r io.Reader) (*File, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("config: empty document")
 		}
-		return nil, fmt.Errorf("config: %w", err)
+		// yaml.v3 quotes offending values in backquotes; one may be a
+		// secret typed in the wrong place, and this error is printed and
+		// logged: keep the line numbers, drop the values.
+		return nil, fmt.Errorf("config: %s", redactQuoted(err.Error()))
 	}
 	return &f, nil
 }
@@ -217,6 +232,22 @@ func loadConfig(path string) (*File, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return decodeConfig(bytes.NewReader(b))
+}
+
+// policyPBXs returns the configured PBXs, with their labels, as the
+// policy engine sees them.
+func (f *File) policyPBXs() []policy.PBX {
+	out := make([]policy.PBX, 0, len(f.PBXs))
+	for _, p := range f.PBXs {
+		out = append(out, policy.PBX{Name: p.Name, Labels: p.Labels})
+	}
+	return out
+}
+
+// compilePolicy builds the policy engine exactly as serve does; explain
+// uses it too, so that both give the same answers.
+func (f *File) compilePolicy() (*policy.Engine, error) {
+	return policy.CompilePBXs(f.Policy, f.policyPBXs())
 }
 
 // pbxNames returns the configured PBX names in order.
@@ -306,10 +337,11 @@ func (f *File) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := f.Policy.Validate(f.pbxNames()); err != nil {
+	if err := f.Policy.ValidatePBXs(f.policyPBXs()); err != nil {
 		errs = append(errs, fmt.Errorf("policy: %w", err))
 	}
 	errs = append(errs, f.Limits.validate()...)
+	errs = append(errs, f.validateIdentity()...)
 	switch strings.ToLower(f.Log.Level) {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -324,6 +356,7 @@ type runtimeConfig struct {
 	accounts []auth.Account
 	engine   *policy.Engine
 	limits   limiters
+	identity identitySecrets // oidc and minted secrets (identity.go)
 }
 
 // limiters are the runtime objects of the limits section.
@@ -358,7 +391,7 @@ func (f *File) build(env func(string) (string, bool), readFile func(string) ([]b
 		})
 	}
 	for _, a := range f.Accounts {
-		acct := auth.Account{Username: a.Username, SecretHash: a.SecretHash, Groups: a.Groups}
+		acct := auth.Account{Username: a.Username, SecretHash: a.SecretHash, Groups: a.Groups, Permit: a.Permit, Deny: a.Deny}
 		if !a.Secret.IsZero() {
 			s, err := a.Secret.resolve(env, readFile)
 			if err != nil {
@@ -376,7 +409,7 @@ func (f *File) build(env func(string) (string, bool), readFile func(string) ([]b
 	if _, err := auth.NewLocal(rc.accounts); err != nil {
 		errs = append(errs, err)
 	}
-	eng, err := policy.Compile(f.Policy, f.pbxNames())
+	eng, err := f.compilePolicy()
 	if err != nil {
 		errs = append(errs, fmt.Errorf("policy: %w", err))
 	}
@@ -384,6 +417,9 @@ func (f *File) build(env func(string) (string, bool), readFile func(string) ([]b
 	if rc.limits.login, rc.limits.actions, err = f.Limits.build(); err != nil {
 		errs = append(errs, err)
 	}
+	var ierrs []error
+	rc.identity, ierrs = f.buildIdentitySecrets(env, readFile)
+	errs = append(errs, ierrs...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

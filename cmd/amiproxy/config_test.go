@@ -63,6 +63,12 @@ func TestConfigStrictDecode(t *testing.T) {
 	if _, err := decodeConfig(strings.NewReader("")); err == nil {
 		t.Error("empty document accepted")
 	}
+	// A secret pasted where a number belongs must not reach the error
+	// text, which is printed and logged.
+	_, err = decodeConfig(strings.NewReader("proxy:\n  client_queue: hunter2-s3cret\n"))
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("misplaced secret: decodeConfig() = %v, want a line number and no value", err)
+	}
 }
 
 func TestConfigValidateReportsEverything(t *testing.T) {

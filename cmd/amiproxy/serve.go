@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/amiproxy/amiproxy/auth"
@@ -33,7 +35,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeLogs()
-	return serveConfig(ctx, f, rc, serveOptions{logger: logger, audit: audit, stdout: stdout})
+	return serveConfig(ctx, f, rc, serveOptions{logger: logger, audit: audit, stdout: stdout, configPath: path})
 }
 
 // newLoggers builds the operational logger (text, on stderr) and the audit
@@ -78,6 +80,12 @@ type serveOptions struct {
 	// ready, when set, receives the bound listener addresses by name
 	// ("ami", "ami_tls") once every listener is up.
 	ready func(map[string]net.Addr)
+	// configPath, when set, is the file re-read on SIGHUP (reload.go).
+	configPath string
+	// reloaded, when set, is told the outcome of each SIGHUP reload;
+	// onReloader receives the reloader before ready (tests).
+	reloaded   func(error)
+	onReloader func(*reloader)
 }
 
 // serveConfig runs the proxy until ctx ends, then shuts down in order:
@@ -92,10 +100,19 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer pool.Close()
-	authn, err := auth.NewLocal(rc.accounts)
+	local, err := auth.NewLocal(rc.accounts)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	// The chain validates live sessions too: a local account removed by a
+	// reload ends its sessions. It also takes OIDC tokens and minted
+	// secrets when configured (identity.go).
+	ident, err := newIdentity(ctx, f, rc, local, logger, o.audit)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer ident.Close()
+	authn := ident.chain
 	gw, err := proxy.NewGateway(proxy.Config{
 		Banner:                       f.Proxy.Banner,
 		DefaultPBX:                   f.Proxy.DefaultPBX,
@@ -113,6 +130,7 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer gw.Close()
+	ident.attach(gw)
 
 	addrs := map[string]net.Addr{}
 	type door struct {
@@ -156,8 +174,9 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 
 	// The HTTP manager, in plain text and over TLS.
 	var webs []*http.Server
+	var hm *proxy.HTTPManager
 	if f.Listen.HTTP.Set() || f.Listen.HTTPS.Set() {
-		hm, err := gw.NewHTTPManager(proxy.HTTPConfig{
+		hm, err = gw.NewHTTPManager(proxy.HTTPConfig{
 			HTTPTimeout: time.Duration(f.Proxy.HTTPTimeout),
 			MaxSessions: f.Proxy.HTTPMaxSessions,
 			Digest:      proxy.NewDigestAccounts(rc.accounts),
@@ -186,10 +205,29 @@ func serveConfig(ctx context.Context, f *File, rc *runtimeConfig, o serveOptions
 				cfg.NextProtos = append(cfg.NextProtos, "http/1.1")
 				ln = tls.NewListener(ln, cfg)
 			}
-			srv := &http.Server{Handler: hm, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second,
+			srv := &http.Server{Handler: ident.mount(hm), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second,
 				ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 			webs = append(webs, srv)
 			go func() { _ = srv.Serve(ln) }() // ends when Shutdown closes ln
+		}
+	}
+
+	if o.configPath != "" || o.onReloader != nil {
+		// SIGHUP re-reads the configuration file (reload.go).
+		rl := &reloader{path: o.configPath, env: osEnv, read: os.ReadFile, logger: logger,
+			gw: gw, chain: authn, hm: hm, identity: ident, running: f}
+		if o.onReloader != nil {
+			o.onReloader(rl)
+		}
+		if o.configPath != "" {
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			done := make(chan struct{})
+			var rwg sync.WaitGroup
+			rwg.Go(func() { rl.handleReloads(hup, done, o.reloaded) })
+			defer rwg.Wait()
+			defer close(done)
 		}
 	}
 
