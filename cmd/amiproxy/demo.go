@@ -18,8 +18,8 @@ import (
 
 // demoUsers are the accounts the demo prints and its tests use.
 var demoUsers = []struct{ name, secret, what string }{
-	{"admin", "adminpass", "everything, on east and west"},
-	{"operator", "operatorpass", "read call, write call+originate, east only"},
+	{"admin", "adminpass", "everything on east and west; Command: core/dialplan/module/pjsip/queue show"},
+	{"operator", "operatorpass", "read call, write call+originate into context lab only, east only"},
 	{"viewer", "viewerpass", "read call, write nothing, east and west"},
 }
 
@@ -86,8 +86,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	f.Policy = policy.Config{
 		Roles: []policy.Role{
-			{Name: "admin", Read: "all", Write: "all", PBXs: []string{"*"}},
-			{Name: "operator", Read: "call", Write: "call,originate", PBXs: []string{"east"}},
+			// Command and config files need explicit lists, whatever the
+			// write classes: the command class is root on the PBX.
+			{Name: "admin", Read: "all", Write: "all", PBXs: []string{"*"}, Rules: policy.Rules{
+				Commands:    []string{"core show", "dialplan show", "module show", "pjsip show", "queue show"},
+				ConfigFiles: []string{"*.conf"},
+			}},
+			// The operator may place calls only through the lab dialplan.
+			{Name: "operator", Read: "call", Write: "call,originate", PBXs: []string{"east"}, Rules: policy.Rules{
+				Contexts: []string{"lab"},
+			}},
 			{Name: "viewer", Read: "call", Write: "none", PBXs: []string{"*"}},
 		},
 		Users: map[string][]string{"admin": {"admin"}, "operator": {"operator"}, "viewer": {"viewer"}},

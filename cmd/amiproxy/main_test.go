@@ -185,6 +185,21 @@ func TestDemo(t *testing.T) {
 			t.Errorf("operator session lacks %q:\n%s", want, got)
 		}
 	}
+	// admin may run the listed CLI commands only; operator may call only
+	// through the lab dialplan.
+	got = amiExchange(t, tcp, "Action: Login\r\nUsername: admin\r\nSecret: adminpass\r\nEvents: off\r\n\r\n"+
+		"Action: Command\r\nActionID: v\r\nCommand: core show version\r\n\r\n"+
+		"Action: Command\r\nActionID: r\r\nCommand: core restart now\r\n\r\nAction: Logoff\r\n\r\n")
+	if !strings.Contains(got, "ActionID: v\r\n") || strings.Contains(got, "Response: Error\r\nActionID: v\r\n") ||
+		!strings.Contains(got, "Response: Error\r\nActionID: r\r\nMessage: Permission denied\r\n") {
+		t.Errorf("admin Command: want core show version answered and core restart denied:\n%s", got)
+	}
+	got = amiExchange(t, tcp, "Action: Login\r\nUsername: operator\r\nSecret: operatorpass\r\nEvents: off\r\n\r\n"+
+		"Action: Originate\r\nActionID: o\r\nChannel: Local/100@lab\r\nContext: default\r\nExten: 100\r\nPriority: 1\r\nAsync: true\r\n\r\n"+
+		"Action: Logoff\r\n\r\n")
+	if !strings.Contains(got, "Response: Error\r\nActionID: o\r\nMessage: Permission denied\r\n") {
+		t.Errorf("operator Originate into context default: want Permission denied:\n%s", got)
+	}
 	// A wrong password is refused and the connection closed.
 	got = amiExchange(t, tcp, "Action: Login\r\nUsername: viewer\r\nSecret: nope\r\n\r\n")
 	if !strings.Contains(got, "Response: Error\r\nMessage: Authentication failed\r\n\r\n") {
