@@ -13,6 +13,8 @@ import (
 func TestCheckCommand(t *testing.T) {
 	t.Setenv("AMIPROXY_PARIS_SECRET", "p")
 	t.Setenv("AMIPROXY_CRM_SECRET", "c")
+	t.Setenv("AMIPROXY_OIDC_SECRET", "o")
+	t.Setenv("AMIPROXY_MINTED_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 	dir := t.TempDir()
 	lyon := filepath.Join(dir, "lyon")
 	if err := os.WriteFile(lyon, []byte("l\n"), 0o600); err != nil {

@@ -26,7 +26,8 @@ func TestExampleConfigIsValid(t *testing.T) {
 		}
 		return nil, os.ErrNotExist
 	}
-	rc, err := f.build(fakeEnv(map[string]string{"AMIPROXY_PARIS_SECRET": "paris-secret", "AMIPROXY_CRM_SECRET": "crm"}), readFile)
+	rc, err := f.build(fakeEnv(map[string]string{"AMIPROXY_PARIS_SECRET": "paris-secret", "AMIPROXY_CRM_SECRET": "crm",
+		"AMIPROXY_OIDC_SECRET": "oidc", "AMIPROXY_MINTED_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}), readFile)
 	if err != nil {
 		t.Fatalf("build(example) = %v", err)
 	}
@@ -35,6 +36,10 @@ func TestExampleConfigIsValid(t *testing.T) {
 	}
 	if s := rc.engine.Subject("crm", nil); len(s.PBXs()) != 1 || s.PBXs()[0] != "paris" {
 		t.Errorf("crm may reach %v, want [paris]", s.PBXs())
+	}
+	// Labels select PBXs: noc (tier: prod) reaches both.
+	if s := rc.engine.Subject("someone", []string{"noc"}); len(s.PBXs()) != 2 {
+		t.Errorf("noc may reach %v, want paris and lyon", s.PBXs())
 	}
 	// Missing secrets are reported, all of them.
 	_, err = f.build(fakeEnv(nil), readFile)
