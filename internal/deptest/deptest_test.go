@@ -81,6 +81,9 @@ func TestImportRules(t *testing.T) {
 			if strings.HasPrefix(d, "github.com/caddyserver/certmagic") && rel != "cmd/amiproxy" {
 				t.Errorf("%s imports certmagic; only cmd/amiproxy may", rel)
 			}
+			if strings.HasPrefix(d, "github.com/redis/") && rel != "auth/redisstore" && rel != "cmd/amiproxy" {
+				t.Errorf("%s imports the Redis client; only auth/redisstore (and cmd/amiproxy) may", rel)
+			}
 			if rel == "rawman" && !isStdlib(d) {
 				t.Errorf("rawman imports %s; it must use the standard library only", d)
 			}
