@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +87,13 @@ func ParseKey(s string) ([]byte, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, errors.New("auth: mint key: empty")
+	}
+	// 64 hex digits: a 32-byte key written by `openssl rand -hex 32`. It
+	// cannot be mistaken for base64, whose 32-byte form has 43-44 chars.
+	if len(s) == 2*MintKeySize {
+		if key, err := hex.DecodeString(s); err == nil {
+			return key, nil
+		}
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
 		key, err := enc.DecodeString(s)

@@ -1062,12 +1062,14 @@ func TestMintKeyFiles(t *testing.T) {
 		base64.StdEncoding.EncodeToString(mintKey),
 		"  " + base64.RawURLEncoding.EncodeToString(mintKey) + "\n",
 		base64.URLEncoding.EncodeToString(mintKey),
+		hex.EncodeToString(mintKey), // openssl rand -hex 32
+		strings.ToUpper(hex.EncodeToString(mintKey)),
 	} {
 		if k, err := ParseKey(s); err != nil || !bytes.Equal(k, mintKey) {
 			t.Errorf("ParseKey(%q) = %x, %v, want the key", s, k, err)
 		}
 	}
-	for _, s := range []string{"", "%%zz-not-b64-zz%%", base64.StdEncoding.EncodeToString(mintKey[:16])} {
+	for _, s := range []string{"", "%%zz-not-b64-zz%%", base64.StdEncoding.EncodeToString(mintKey[:16]), hex.EncodeToString(mintKey[:31]) + "zz"} {
 		k, err := ParseKey(s)
 		if err == nil {
 			t.Errorf("ParseKey(%q) = %x, want an error", s, k)
