@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/amiproxy/amiproxy/rawman"
 )
@@ -75,6 +76,29 @@ type Engine struct {
 	users  map[string][]int // username -> indexes into roles
 	groups map[string][]int
 	pbxs   []string // sorted, unique
+
+	// views caches what SubjectFor derives from a set of held roles
+	// alone, so the sessions of users holding the same roles share it:
+	// less memory per session, and one FilterSet (by pointer) per role set
+	// that callers may use to evaluate an event once for many sessions.
+	// Bounded by maxViews; the Engine stays immutable in meaning.
+	viewsMu sync.Mutex
+	views   map[string]*roleView
+}
+
+// maxViews bounds Engine.views. Distinct role sets are few in practice
+// (one per combination of roles users actually hold); past the bound,
+// views are built per Subject and not kept.
+const maxViews = 4096
+
+// roleView is the part of a Subject that depends only on its role set.
+// It is shared and read-only.
+type roleView struct {
+	roles  []*role    // config order
+	names  []string   // their names
+	nets   []roleNets // roles with network rules, config order
+	pbxs   []string   // sorted: PBXs some role grants
+	grants map[string]*grant
 }
 
 // role is a compiled Role.
@@ -216,38 +240,65 @@ func (e *Engine) SubjectFor(id Identity) *Subject {
 	if e == nil {
 		return s
 	}
-	held := make([]bool, len(e.roles))
+	held := make([]byte, (len(e.roles)+7)/8) // a bit per role: the cache key
+	any := false
 	for _, i := range e.users[id.Username] {
-		held[i] = true
+		held[i/8] |= 1 << (i % 8)
+		any = true
 	}
 	for _, g := range id.Groups {
 		for _, i := range e.groups[g] {
-			held[i] = true
+			held[i/8] |= 1 << (i % 8)
+			any = true
 		}
 	}
-	var roles []*role // in config order
-	for i, h := range held {
-		if h {
-			r := e.roles[i]
-			roles = append(roles, r)
-			s.roles = append(s.roles, r.name)
-			if !r.nets.empty() {
-				s.nets = append(s.nets, roleNets{role: r.name, nets: r.nets})
-			}
+	if any {
+		v := e.view(held)
+		s.roles, s.nets, s.pbxs, s.grants = v.names, v.nets, v.pbxs, v.grants
+		for _, r := range v.roles {
 			b := r.bound
 			if b == nil {
 				b = r.rules.bind(id.Username, id.Claims)
 			}
 			if s.bound == nil {
-				s.bound = map[*role]*boundRules{}
+				s.bound = make(map[*role]*boundRules, len(v.roles))
 			}
 			s.bound[r] = b
+		}
+	}
+	if id.Addr.IsValid() {
+		if d := s.AllowsAddr(id.Addr); !d.Allowed() {
+			s.addrDenial = &d
+		}
+	}
+	return s
+}
+
+// view returns the shared roleView of the role set held (a bitmap over
+// e.roles), building and caching it on first use.
+func (e *Engine) view(held []byte) *roleView {
+	key := string(held)
+	e.viewsMu.Lock()
+	v := e.views[key]
+	e.viewsMu.Unlock()
+	if v != nil {
+		return v
+	}
+	v = &roleView{}
+	for i, r := range e.roles {
+		if held[i/8]&(1<<(i%8)) == 0 {
+			continue
+		}
+		v.roles = append(v.roles, r)
+		v.names = append(v.names, r.name)
+		if !r.nets.empty() {
+			v.nets = append(v.nets, roleNets{role: r.name, nets: r.nets})
 		}
 	}
 	for _, pbx := range e.pbxs {
 		g := &grant{deny: map[string]*role{}}
 		var filters []Filter
-		for _, r := range roles {
+		for _, r := range v.roles {
 			if !r.grants(pbx) {
 				continue
 			}
@@ -265,18 +316,24 @@ func (e *Engine) SubjectFor(id Identity) *Subject {
 			continue
 		}
 		g.filters = NewFilterSet(filters...)
-		if s.grants == nil {
-			s.grants = map[string]*grant{}
+		if v.grants == nil {
+			v.grants = map[string]*grant{}
 		}
-		s.grants[pbx] = g
-		s.pbxs = append(s.pbxs, pbx)
+		v.grants[pbx] = g
+		v.pbxs = append(v.pbxs, pbx)
 	}
-	if id.Addr.IsValid() {
-		if d := s.AllowsAddr(id.Addr); !d.Allowed() {
-			s.addrDenial = &d
+	e.viewsMu.Lock()
+	defer e.viewsMu.Unlock()
+	if old := e.views[key]; old != nil {
+		return old // built concurrently: keep one, so FilterSets are shared
+	}
+	if len(e.views) < maxViews {
+		if e.views == nil {
+			e.views = map[string]*roleView{}
 		}
+		e.views[key] = v
 	}
-	return s
+	return v
 }
 
 // Subject is what one authenticated user may do: the union of its roles,
