@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -155,24 +156,26 @@ func (g *Gateway) accept(ctx context.Context, nc net.Conn, tlsCfg *tls.Config, l
 	go func() {
 		defer g.wg.Done()
 		defer ls.wg.Done()
-		c.serve(ctx)
+		c.serve()
 	}()
 }
 
-// amiConn is one native AMI connection: the session plus the three
+// amiConn is one native AMI connection: the session plus the two
 // goroutines that drive it (house style §3, C8):
 //
-//   - readLoop reads requests with rawman's strict Asterisk framing and
-//     runs them one at a time through the session, in order, like
-//     Asterisk's session thread; replies go to the queue.
-//   - eventLoop drains the session's upstream.Client (never blocking the
-//     PBX reader), filters each event for this client and queues it.
-//   - writeLoop is the only writer to the connection: it writes what is
-//     queued, frames WaitEvent replies, and ends the session at the end
-//     marker.
+//   - readLoop, on serve's own goroutine, reads requests with rawman's
+//     strict Asterisk framing and runs them one at a time through the
+//     session, in order, like Asterisk's session thread; replies go to
+//     the queue.
+//   - writeLoop is the only writer to the connection: it moves events
+//     from the session's upstream.Client (which the PBX readers fill
+//     without blocking) into the queue as far as it has room, filtering
+//     each for this client, writes what is queued, frames WaitEvent
+//     replies, and ends the session at the end marker.
 //
-// serve owns the three and returns when all have exited. Each recovers
-// from panics and then ends this session only.
+// serve returns when both have exited. Each recovers from panics and then
+// ends this session only. An idle session holds no read buffer (see
+// lazyReader), so it costs two parked goroutines and a few small structs.
 type amiConn struct {
 	g      *Gateway
 	raw    net.Conn // as accepted
@@ -223,9 +226,26 @@ func newAMIConn(g *Gateway, nc net.Conn, remote netip.AddrPort, tlsCfg *tls.Conf
 		q:      newOutQueue(g.cfg.ClientQueue, maxQueueBytes),
 		start:  time.Now(),
 		ctx:    ctx,
-		cancel: cancel,
+	}
+	// Ending the session closes the connection at once, which unblocks its
+	// reader and writer (a closure rather than a context.AfterFunc: less
+	// to hold per idle session).
+	c.cancel = func(cause error) {
+		cancel(cause)
+		_ = nc.Close()
+		c.q.signal()
 	}
 	c.sess.ender = c
+	c.sess.client.UseReady(c.q.ready)
+	// The writer may be stuck writing to this client when its upstream
+	// queue overflows: end the session from here, at once. A Client
+	// closed by Pool.Close ends it too.
+	c.sess.client.OnClose(func(cause error) {
+		if errors.Is(cause, upstream.ErrSlowConsumer) {
+			cause = c.slow(0)
+		}
+		c.cancel(cause)
+	})
 	return c
 }
 
@@ -249,15 +269,13 @@ func (c *amiConn) addTimerFunc(d time.Duration, f func()) {
 	c.timerMu.Unlock()
 }
 
-// serve runs the session until the client leaves, the session is shut
-// down, or parent ends. It returns after its goroutines have exited.
-func (c *amiConn) serve(parent context.Context) {
+// serve runs the session until the client leaves or the session is shut
+// down (the end of ServeAMI's ctx does that through the accept loop,
+// which shuts down its sessions on its way out). It returns after its
+// goroutines have exited.
+func (c *amiConn) serve() {
 	ctx := c.ctx
-	stopParent := context.AfterFunc(parent, c.shutdown)
-	stopClose := context.AfterFunc(ctx, func() { _ = c.raw.Close() })
 	defer func() {
-		stopParent()
-		stopClose()
 		c.cancel(errSessionEnd)
 		_ = c.raw.Close()
 		c.timerMu.Lock()
@@ -303,9 +321,8 @@ func (c *amiConn) serve(parent context.Context) {
 	}
 	_ = c.raw.SetDeadline(time.Time{})
 	var wg sync.WaitGroup
-	wg.Go(c.guard("read", c.readLoop))
 	wg.Go(c.guard("write", c.writeLoop))
-	wg.Go(c.guard("events", c.eventLoop))
+	c.guard("read", c.readLoop)()
 	wg.Wait()
 }
 
@@ -373,13 +390,41 @@ func (c *amiConn) slow(lost int) error {
 	return errSlowClient
 }
 
+// maxBatch bounds the requests readLoop runs as one batch.
+const maxBatch = 64
+
 // readLoop reads and runs requests until the client leaves, the session
 // ends (Logoff, failed Login) or ctx ends. It returns nil when what is
 // queued should still be written.
+//
+// A logged-in client that pipelines has its requests run in batches:
+// every request already read and buffered (up to maxBatch, stopping
+// before a session-scoped action) runs through session.handleBatch,
+// which sends the forwarded ones to the PBX together, and the replies
+// are queued together, in order, followed by the events that arrived
+// meanwhile. The client sees what it would see one request at a time.
 func (c *amiConn) readLoop(ctx context.Context) error {
-	r := rawman.NewReader(c.conn)
+	r := &lazyReader{conn: c.conn}
+	defer r.drop()
+	var (
+		batch   []rawman.Message
+		results []result
+		items   []outItem
+		next    rawman.Message // read while batching, not part of the batch
+		nextErr error
+		hasNext bool
+	)
 	for {
-		m, err := r.ReadMessage()
+		var (
+			m   rawman.Message
+			err error
+		)
+		if hasNext {
+			m, err, hasNext = next, nextErr, false
+			next, nextErr = rawman.Message{}, nil
+		} else {
+			m, err = r.ReadMessage()
+		}
 		if err != nil {
 			var fe *rawman.FrameError
 			if errors.As(err, &fe) {
@@ -398,78 +443,143 @@ func (c *amiConn) readLoop(ctx context.Context) error {
 			c.finish()
 			return nil
 		}
-		c.q.hold()
-		res := c.sess.handle(ctx, m)
-		if res.login {
-			c.releaseUnauth()
-			if !res.expires.IsZero() {
-				// The sweep would catch it too; this is on time.
-				c.addTimerFunc(res.expires.Sub(c.g.now()), func() {
-					c.g.endSession(c.sess, ReasonExpired, "credentials expired")
-				})
+		batch = append(batch[:0], m)
+		if r.Buffered() > 0 && batchable(m) && c.sess.loggedIn() {
+			for len(batch) < maxBatch && r.Buffered() > 0 {
+				m2, err := r.ReadMessage()
+				if err != nil || !batchable(m2) {
+					next, nextErr, hasNext = m2, err, true
+					break
+				}
+				batch = append(batch, m2)
 			}
 		}
-		var item outItem
+		c.q.hold()
 		switch {
-		case res.wait != nil:
-			item = outItem{kind: outWait, wait: *res.wait}
-		case len(res.out) > 0:
-			item = outItem{kind: outData, b: res.out}
+		case !c.sess.loggedIn():
+			results = append(results[:0], c.handleAside(ctx, m))
+		case len(batch) == 1:
+			results = append(results[:0], c.sess.handle(ctx, m))
+		default:
+			results = c.sess.handleBatch(ctx, batch)
 		}
-		if err := c.q.release(ctx, item, res.wait != nil || len(res.out) > 0); err != nil {
+		clear(batch)
+		items = items[:0]
+		closing := false
+		for _, res := range results {
+			if res.login {
+				c.releaseUnauth()
+				if !res.expires.IsZero() {
+					// The sweep would catch it too; this is on time.
+					c.addTimerFunc(res.expires.Sub(c.g.now()), func() {
+						c.g.endSession(c.sess, ReasonExpired, "credentials expired")
+					})
+				}
+			}
+			switch {
+			case res.wait != nil:
+				items = append(items, outItem{kind: outWait, wait: *res.wait})
+			case len(res.out) > 0:
+				items = append(items, outItem{kind: outData, b: res.out})
+			}
+			if res.close {
+				closing = true
+				break
+			}
+		}
+		clear(results)
+		err = c.q.release(ctx, items...)
+		clear(items)
+		if err != nil {
 			return err
 		}
-		if res.close {
+		if closing {
 			c.finish()
 			return nil
 		}
 	}
 }
 
-// eventLoop moves the session's upstream queue into the outgoing queue,
-// keeping what this client may see. It waits while the outgoing queue is
-// full (the upstream queue keeps filling meanwhile, without blocking the
-// PBX reader) and ends with ctx, or when the upstream Client is closed:
-// for being too slow, or because the Pool is closing.
-func (c *amiConn) eventLoop(ctx context.Context) error {
+// handleAside runs a request of a session not logged in yet on a
+// goroutine of its own and waits for it. A Login goes deep (the
+// Authenticator, the policy engine, the audit log); run on readLoop it
+// would leave that goroutine's stack grown for the whole life of an
+// otherwise idle session. A panic is passed on to readLoop's guard, with
+// the stack where it happened.
+func (c *amiConn) handleAside(ctx context.Context, m rawman.Message) result {
 	var (
-		buf   []*upstream.Event
-		items []outItem
-		dc    deliverCache
+		res     result
+		panicky any
 	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				panicky = fmt.Sprintf("%v\n%s", r, debug.Stack())
+			}
+		}()
+		res = c.sess.handle(ctx, m)
+	}()
+	<-done
+	if panicky != nil {
+		panic(panicky)
+	}
+	return res
+}
+
+// eventPump is writeLoop's part that moves the session's upstream queue
+// into the outgoing queue, keeping what this client may see.
+type eventPump struct {
+	buf     []*upstream.Event
+	pending []outItem // passed the checks, waiting for room in the queue
+	dc      deliverCache
+}
+
+// pump moves events until the upstream queue is empty or the outgoing
+// queue is full; it never waits. What does not fit stays in the upstream
+// queue (at most a queue's room is taken out of it at once), which keeps
+// filling meanwhile without blocking the PBX reader. It returns the
+// session's end cause when the upstream Client was closed: for being too
+// slow, or because the Pool is closing.
+func (c *amiConn) pump(p *eventPump) error {
 	cl := c.sess.client
 	for {
-		evs, err := cl.NextBatch(ctx, buf)
-		items = items[:0]
+		if len(p.pending) > 0 {
+			n := c.q.offer(p.pending)
+			c.g.stats.delivered.Add(uint64(n))
+			k := copy(p.pending, p.pending[n:])
+			clear(p.pending[k:])
+			p.pending = p.pending[:k]
+			if k > 0 {
+				return nil
+			}
+		}
+		evs := cl.DrainUpTo(p.buf, c.q.room())
+		if len(evs) == 0 {
+			select {
+			case <-cl.Done():
+				if errors.Is(cl.Err(), upstream.ErrSlowConsumer) {
+					return errSlowClient // counted by the OnClose hook
+				}
+				if cl.Stats().Queued == 0 {
+					return cl.Err()
+				}
+			default:
+			}
+			p.buf = evs
+			return nil
+		}
 		for i, ev := range evs {
-			if b := c.sess.deliver(ev, &dc); b != nil {
-				items = append(items, outItem{kind: outEvent, b: b})
+			if b := c.sess.deliver(ev, &p.dc); b != nil {
+				p.pending = append(p.pending, outItem{kind: outEvent, b: b})
 			}
 			evs[i] = nil
 		}
-		buf = evs[:0]
-		if f := len(evs) - len(items); f > 0 {
+		if f := len(evs) - len(p.pending); f > 0 {
 			c.g.stats.filtered.Add(uint64(f))
 		}
-		if n := len(items); n > 0 {
-			if perr := c.q.put(ctx, cl.Done(), items...); perr != nil {
-				if errors.Is(perr, errAborted) && errors.Is(cl.Err(), upstream.ErrSlowConsumer) {
-					return c.slow(n)
-				}
-				if errors.Is(perr, errAborted) {
-					return cl.Err()
-				}
-				return perr
-			}
-			c.g.stats.delivered.Add(uint64(n))
-		}
-		clear(items)
-		if err != nil {
-			if errors.Is(err, upstream.ErrSlowConsumer) {
-				return c.slow(0)
-			}
-			return err
-		}
+		p.buf = evs[:0]
 	}
 }
 
@@ -512,15 +622,26 @@ func (c *amiConn) writeLoop(ctx context.Context) error {
 		batch []outItem
 		out   [][]byte
 		w     *waiting
+		p     eventPump
 	)
 	defer func() { w.stop() }()
 	for {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if err := c.pump(&p); err != nil {
+			return err
+		}
 		batch = c.q.take(batch)
 		if len(batch) == 0 {
 			var timeout <-chan time.Time
 			if w != nil && w.timer != nil {
 				timeout = w.timer.C
 			}
+			// One channel wakes the writer: the queue's ready, which the
+			// upstream Client signals too (UseReady), and so does the
+			// end of the session (cancel). A parked writer then holds
+			// one waiting record instead of one per channel.
 			select {
 			case <-c.q.ready:
 			case <-timeout:
@@ -530,8 +651,6 @@ func (c *amiConn) writeLoop(ctx context.Context) error {
 					return c.writeFailed(err, len(out))
 				}
 				clear(out)
-			case <-ctx.Done():
-				return context.Cause(ctx)
 			}
 			continue
 		}

@@ -152,7 +152,13 @@
 // rule and the client's ActionID, by which an operator finds it. An allowed
 // action is sent with upstream.Conn.Do, which gives the client's ActionID
 // back byte for byte; the whole reply (a list with all its items) is
-// collected and written at once. ListCommands replies lose the lines of
+// collected and written at once. A native client that pipelines has the
+// requests it already sent (up to 64, stopping before a session-scoped
+// action) run as a batch: each is checked in order as above, the
+// forwarded ones go to their PBX together (upstream.Conn.Send, one write),
+// and the replies are written together, in order, then the events that
+// arrived meanwhile. Asterisk runs the shared session's actions in order,
+// so the client sees what it would see one request at a time. ListCommands replies lose the lines of
 // actions the user may not run (policy.Subject.ListCommandsAllowed). When
 // the PBX link is down or drops, the client gets upstream's "Response:
 // Error" naming the PBX and keeps its session. Failures that Asterisk has no
@@ -286,13 +292,14 @@
 // A client's outgoing buffer has two bounded stages: its upstream.Client
 // queue (upstream.Config.SubscriberQueue per PBX), which the PBX readers
 // fill without ever blocking, and the proxy's queue of ClientQueue replies
-// and events (at most 64 MiB), which the session's writer drains. When the
-// proxy's queue is full the session's event loop stops draining the
-// upstream queue and its reader stops reading requests; when the upstream
-// queue overflows too, or a write makes no progress for WriteTimeout
-// (Asterisk's writetimeout), the client is disconnected and counted in
-// Stats.SlowDisconnects. Nothing a client does slows another client or
-// the PBX link.
+// and events (at most 64 MiB), which the session's writer drains. The
+// writer moves events from the first stage to the second only while the
+// second has room; when it is full the session's reader stops reading
+// requests too. When the upstream queue overflows (the session then ends
+// at once, even while its writer is blocked), or a write makes no progress
+// for WriteTimeout (Asterisk's writetimeout), the client is disconnected
+// and counted in Stats.SlowDisconnects. Nothing a client does slows
+// another client or the PBX link.
 //
 // # Logging
 //
@@ -312,11 +319,21 @@
 //   - the accept loop of each listener runs on the caller of ServeAMI and
 //     ends when the listener closes, its ctx ends or Close is called; it
 //     then shuts its sessions down and waits for them;
-//   - one amiConn.serve per connection, owned by its ServeAMI and the
-//     Gateway (Close waits for it), which runs readLoop, writeLoop and
-//     eventLoop and returns when all three have exited; writeLoop is the
-//     only writer to the connection. Each recovers from panics, logs the
-//     stack and ends its own session only.
+//   - two goroutines per native connection: amiConn.serve, owned by its
+//     ServeAMI and the Gateway (Close waits for it), runs readLoop itself
+//     and starts writeLoop, and returns when both have exited. writeLoop
+//     is the only writer to the connection, and also moves the session's
+//     events from its upstream.Client into the outgoing queue (filtering
+//     them on the way). It parks on one channel, which the queue, the
+//     upstream.Client (UseReady) and the session's end all signal; an
+//     upstream.Client.OnClose hook ends the session at once when its
+//     upstream queue overflows or the Pool closes. Each recovers from
+//     panics, logs the stack and ends its own session only. A request
+//     before Login runs on a short-lived goroutine of its own (the
+//     Authenticator and policy go deep; the reader's stack stays small).
+//     An idle session holds no read buffer: readLoop waits on a 512-byte
+//     buffer and takes a pooled rawman.Reader only while bytes are
+//     buffered (lazyreader.go).
 //   - one sweeper per HTTPManager, owned by it, ending at its Close
 //     (which Gateway.Close calls); HTTP requests run on net/http's
 //     goroutines, and Close waits for the ones in progress.

@@ -11,7 +11,7 @@ type outKind uint8
 
 const (
 	outData  outKind = iota // a reply from the session, written as is
-	outEvent                // an event (or late reply) from the event loop
+	outEvent                // an event (or late reply) from the upstream queue
 	outWait                 // a WaitEvent: hold events back, then frame them
 	outEnd                  // end of stream: write what precedes, then end
 )
@@ -28,16 +28,17 @@ type outItem struct {
 var errAborted = errors.New("proxy: queue wait aborted")
 
 // outQueue is the bounded queue between a session's producers (the reader
-// with replies, the event loop with events) and its writer, the only
-// goroutine that writes to the client. It is the second stage of a
-// client's outgoing buffer; the first is the session's upstream.Client
-// queue, which the PBX readers fill without ever blocking.
+// with replies; the writer itself with events) and its
+// writer, the only goroutine that writes to the client. It is the second
+// stage of a client's outgoing buffer; the first is the session's
+// upstream.Client queue, which the PBX readers fill without ever blocking.
 //
-// A producer that finds the queue full waits for the writer (put): the
-// reader then stops reading requests (TCP flow control pushes back on a
-// client that pipelines without reading), and the event loop stops
-// draining the upstream queue, which keeps filling until upstream closes
-// the client with ErrSlowConsumer; the session is then disconnected and
+// The reader, finding the queue full, waits for the writer (put): it then
+// stops reading requests (TCP flow control pushes back on a client that
+// pipelines without reading). The writer moves events from the upstream
+// queue only as far as there is room (room, offer); otherwise they stay
+// in the upstream queue, which keeps filling until upstream closes the
+// client with ErrSlowConsumer; the session is then disconnected and
 // counted (house style C9). The producers belong to one session, so
 // waiting blocks nobody else. After finish, items are dropped.
 //
@@ -102,6 +103,38 @@ func (q *outQueue) put(ctx context.Context, abort <-chan struct{}, items ...outI
 	return nil
 }
 
+// offer is put without waiting, for the writer's own event pump: it
+// appends the leading items that fit and returns how many it took.
+func (q *outQueue) offer(items []outItem) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ended {
+		return len(items) // dropped, as put drops them
+	}
+	dst := &q.items
+	if q.holding {
+		dst = &q.held
+	}
+	n := 0
+	for n < len(items) && q.fits(len(items[n].b)) {
+		*dst = append(*dst, items[n])
+		q.bytes += len(items[n].b)
+		n++
+	}
+	return n
+}
+
+// room returns how many more items the queue takes before it is full by
+// count (the byte bound is checked by offer).
+func (q *outQueue) room() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ended {
+		return 0
+	}
+	return max(q.maxItems-len(q.items)-len(q.held), 0)
+}
+
 // fits reports whether an item of size bytes may be added. q.mu must be
 // held.
 func (q *outQueue) fits(size int) bool {
@@ -119,10 +152,15 @@ func (q *outQueue) hold() {
 	q.mu.Unlock()
 }
 
-// release queues the reply of the request being handled (if it has one),
-// then the events set aside meanwhile, and stops holding. It waits for
-// room like put.
-func (q *outQueue) release(ctx context.Context, reply outItem, has bool) error {
+// release queues the replies of the requests being handled (none, one,
+// or a batch's, in order), then the events set aside meanwhile, and stops
+// holding. It waits for room like put; replies larger than the bounds
+// are admitted into an empty queue, so they can always be sent.
+func (q *outQueue) release(ctx context.Context, replies ...outItem) error {
+	size := 0
+	for _, it := range replies {
+		size += len(it.b)
+	}
 	for {
 		q.mu.Lock()
 		if q.ended {
@@ -130,11 +168,9 @@ func (q *outQueue) release(ctx context.Context, reply outItem, has bool) error {
 			q.mu.Unlock()
 			return nil
 		}
-		if !has || len(q.items) == 0 || (len(q.items) < q.maxItems && q.bytes+len(reply.b) <= q.maxBytes) {
-			if has {
-				q.items = append(q.items, reply)
-				q.bytes += len(reply.b)
-			}
+		if len(replies) == 0 || len(q.items) == 0 || (len(q.items)+len(replies) <= q.maxItems && q.bytes+size <= q.maxBytes) {
+			q.items = append(q.items, replies...)
+			q.bytes += size
 			q.items = append(q.items, q.held...)
 			clear(q.held)
 			q.held = q.held[:0]

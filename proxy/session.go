@@ -60,15 +60,39 @@ type session struct {
 // Events, Filter) and read without locks.
 type eventView struct {
 	subj    *policy.Subject
-	pbx     string                  // session PBX
-	mask    policy.Class            // requested mask
-	send    map[string]policy.Class // subscribed PBX -> ReadMask ∩ mask
-	plain   map[string]bool         // subscribed PBX -> its roles have no eventfilters
-	filters policy.FilterSet        // the session's own Filter additions
+	pbx     string           // session PBX
+	mask    policy.Class     // requested mask
+	subs    []viewSub        // the subscribed PBXs (usually few: a slice beats a map)
+	index   map[string]int   // subs by PBX, only when there are many
+	filters policy.FilterSet // the session's own Filter additions
 	tag     bool
 }
 
-// deliverCache remembers, for one event loop, the read-rule decisions of
+// viewSub is what the event path needs about one subscribed PBX.
+type viewSub struct {
+	pbx   string
+	send  policy.Class // ReadMask ∩ mask
+	plain bool         // the user's roles have no eventfilters on it
+}
+
+// sub returns the subscription of pbx, if the view has one.
+func (v *eventView) sub(pbx string) (viewSub, bool) {
+	if v.index != nil {
+		i, ok := v.index[pbx]
+		if !ok {
+			return viewSub{}, false
+		}
+		return v.subs[i], true
+	}
+	for _, vs := range v.subs {
+		if vs.pbx == pbx {
+			return vs, true
+		}
+	}
+	return viewSub{}, false
+}
+
+// deliverCache remembers, for one session writer, the read-rule decisions of
 // policy.Subject.DeliverEvent on PBXs whose roles have no eventfilters.
 // DeliverEvent documents its result as a function of the PBX, the event's
 // Privilege value and the send mask, plus the filters applied to the text;
@@ -130,79 +154,141 @@ func (s *session) loggedIn() bool {
 // action is forwarded to a PBX; a Login failure also sleeps LoginFailDelay
 // first. Both end early when ctx ends.
 func (s *session) handle(ctx context.Context, req rawman.Message) result {
+	res, f := s.plan(ctx, req)
+	if f == nil {
+		return res
+	}
+	p := f.conn.Send(ctx, s.client, []rawman.Message{f.out})
+	return s.finishForward(ctx, f, &p[0])
+}
+
+// handleBatch runs requests as handle would run them one after the
+// other, but sends the forwarded ones to their PBXs together, in order
+// (one write per PBX), before reading their replies: a client that
+// pipelines gets the PBX's pipelining too. Only requests for which
+// batchable is true may be in reqs after the first.
+func (s *session) handleBatch(ctx context.Context, reqs []rawman.Message) []result {
+	if len(reqs) == 1 {
+		return []result{s.handle(ctx, reqs[0])}
+	}
+	res := make([]result, len(reqs))
+	fs := make([]*forwarding, len(reqs))
+	var conns []*upstream.Conn
+	for i, req := range reqs {
+		res[i], fs[i] = s.plan(ctx, req)
+		if fs[i] != nil && !slices.Contains(conns, fs[i].conn) {
+			conns = append(conns, fs[i].conn)
+		}
+	}
+	pend := make([]upstream.Pending, len(reqs))
+	var msgs []rawman.Message
+	var idx []int
+	for _, conn := range conns {
+		msgs, idx = msgs[:0], idx[:0]
+		for i, f := range fs {
+			if f != nil && f.conn == conn {
+				msgs = append(msgs, f.out)
+				idx = append(idx, i)
+			}
+		}
+		for k, p := range conn.Send(ctx, s.client, msgs) {
+			pend[idx[k]] = p
+		}
+	}
+	for i, f := range fs {
+		if f != nil {
+			res[i] = s.finishForward(ctx, f, &pend[i])
+		}
+	}
+	return res
+}
+
+// batchable reports whether a request may join a batch (handleBatch):
+// anything but the session-scoped actions (Login, Logoff, Challenge,
+// Events, Filter, WaitEvent), whose effects the requests after them
+// depend on.
+func batchable(req rawman.Message) bool {
+	name := req.Action()
+	return name != "" && !upstream.SessionScoped(name)
+}
+
+// plan runs a request up to the point where it must be forwarded: it
+// returns the complete result of everything else, or the forwarding to
+// send.
+func (s *session) plan(ctx context.Context, req rawman.Message) (result, *forwarding) {
 	start := s.g.now()
 	name := req.Action()
 	id := req.ActionID()
 	if reason := s.checkEnded(); reason != "" {
 		// Continuous authorisation ended the session: nothing runs.
-		return s.endedResult(req, reason)
+		return s.endedResult(req, reason), nil
 	}
 	if dup := repeatedControlKey(req); dup != "" {
 		// Asterisk would read the first and the PBX might read another
 		// (house style C11): refused, never forwarded.
 		s.g.stats.frameErrors.Add(1)
 		s.deny(start, name, id, "", "framing: repeated "+dup+" header")
-		return result{out: errorReply(id, "Failed to parse message: repeated "+dup+" header")}
+		return result{out: errorReply(id, "Failed to parse message: repeated "+dup+" header")}, nil
 	}
 	if name == "" {
 		// Asterisk answers this before it looks at authentication.
-		return result{out: errorReply(id, msgMissingAction)}
+		return result{out: errorReply(id, msgMissingAction)}, nil
 	}
 	key := strings.ToLower(name)
 	if !s.loggedIn() {
 		switch key {
 		case "login":
-			return s.login(ctx, req, start)
+			return s.login(ctx, req, start), nil
 		case "logoff":
 			s.auditAction(start, name, id, "", "allow", "session: logoff", "", "")
 			s.g.stats.allowed.Add(1)
-			return s.logoff(id)
+			return s.logoff(id), nil
 		case "challenge":
-			return s.doChallenge(req, start)
+			return s.doChallenge(req, start), nil
 		}
 		s.deny(start, name, id, "", "session: not logged in")
-		return result{out: errorReply(id, msgPermissionDenied)}
+		return result{out: errorReply(id, msgPermissionDenied)}, nil
 	}
 	switch key {
 	case "login":
 		s.allow(start, name, id, s.sessionPBX(), "session: already authenticated")
-		return result{out: appendAck(nil, "Success", id, "Already authenticated")}
+		return result{out: appendAck(nil, "Success", id, "Already authenticated")}, nil
 	case "logoff":
 		s.allow(start, name, id, s.sessionPBX(), "session: logoff")
-		return s.logoff(id)
+		return s.logoff(id), nil
 	}
 	pbx, ok := s.target(req)
 	if !ok {
 		s.deny(start, name, id, req.Get("Server"), "pbx "+clipLog(req.Get("Server"))+": not granted")
-		return result{out: errorReply(id, msgPermissionDenied)}
+		return result{out: errorReply(id, msgPermissionDenied)}, nil
 	}
 	if limited, ok := s.g.cfg.ActionLimits.Allow(s.userName(), name); !ok {
 		s.g.stats.actionsThrottled.Add(1)
 		s.deny(start, name, id, pbx, "rate limit "+limited)
-		return result{out: errorReply(id, rateLimitMessage(limited))}
+		return result{out: errorReply(id, rateLimitMessage(limited))}, nil
 	}
 	switch key {
 	case "challenge":
-		return s.doChallenge(req, start)
+		return s.doChallenge(req, start), nil
 	case "events":
-		return s.doEvents(req, start)
+		return s.doEvents(req, start), nil
 	case "waitevent":
 		s.allow(start, name, id, pbx, "session: waitevent")
 		timeout := time.Duration(-1)
 		if n := parseTimeout(req.Get("Timeout")); n >= 0 {
 			timeout = time.Duration(n) * time.Second
 		}
-		return result{wait: &waitReq{actionID: id, timeout: timeout}}
+		return result{wait: &waitReq{actionID: id, timeout: timeout}}, nil
 	case "ping":
 		s.allow(start, name, id, pbx, "session: ping")
 		b := appendResponse(nil, "Success", id)
 		b = appendHeader(b, "Ping", "Pong")
 		b = appendHeader(b, "Timestamp", epochMicro(s.g.now()))
-		return result{out: append(b, "\r\n"...)}
+		return result{out: append(b, "\r\n"...)}, nil
 	case "filter":
-		return s.doFilter(req, pbx, start)
+		return s.doFilter(req, pbx, start), nil
 	}
-	return s.forward(ctx, req, pbx, start)
+	return s.prepareForward(req, pbx, start)
 }
 
 // sessionPBX returns the session PBX ("" before login).
@@ -577,8 +663,20 @@ func (s *session) doFilter(req rawman.Message, pbx string, start time.Time) resu
 	return reply("Success", "Success")
 }
 
-// forward sends an allowed action to its PBX and collects the reply.
-func (s *session) forward(ctx context.Context, req rawman.Message, pbx string, start time.Time) result {
+// forwarding is an allowed action on its way to a PBX.
+type forwarding struct {
+	out      rawman.Message // what is sent: the request without Server
+	name, id string
+	pbx      string
+	rule     string // the policy rule that allowed it
+	subj     *policy.Subject
+	conn     *upstream.Conn
+	start    time.Time
+}
+
+// prepareForward asks the policy about an action for pbx and returns the
+// forwarding to send, or the result of a denial.
+func (s *session) prepareForward(req rawman.Message, pbx string, start time.Time) (result, *forwarding) {
 	name, id := req.Action(), req.ActionID()
 	out := req
 	if _, ok := req.Lookup("Server"); ok {
@@ -591,24 +689,30 @@ func (s *session) forward(ctx context.Context, req rawman.Message, pbx string, s
 	d := subj.Decide(pbx, out)
 	if !d.Allowed() {
 		s.deny(start, name, id, pbx, d.Rule)
-		return result{out: errorReply(id, publicReason(d))}
+		return result{out: errorReply(id, publicReason(d))}, nil
 	}
 	conn, ok := s.g.pool.Get(pbx)
 	if !ok { // NewGateway and login only admit the pool's PBXs
 		ref := newRef()
 		s.fail(start, name, id, pbx, d.Rule, ref)
-		return result{out: errorReply(id, "Action failed (ref "+ref+")")}
+		return result{out: errorReply(id, "Action failed (ref "+ref+")")}, nil
 	}
+	return result{}, &forwarding{out: out, name: name, id: id, pbx: pbx, rule: d.Rule, subj: subj, conn: conn, start: start}
+}
+
+// finishForward collects the reply of a sent forwarding.
+func (s *session) finishForward(ctx context.Context, f *forwarding, p *upstream.Pending) result {
+	name, id, pbx := f.name, f.id, f.pbx
 	listCommands := strings.EqualFold(name, "ListCommands")
 	var buf []byte
 	var resp string
 	first := true
-	err := conn.Do(ctx, s.client, out, func(m rawman.Message) {
+	err := p.Await(ctx, func(m rawman.Message) {
 		if first {
 			first = false
 			resp = m.Response()
 			if listCommands && m.IsResponse() {
-				m = filterListCommands(m, subj, pbx)
+				m = filterListCommands(m, f.subj, pbx)
 			}
 		}
 		b, err := rawman.Append(buf, m)
@@ -618,13 +722,14 @@ func (s *session) forward(ctx context.Context, req rawman.Message, pbx string, s
 		}
 		buf = b
 	})
+	start := f.start
 	if err == nil {
 		s.g.stats.allowed.Add(1)
-		s.auditAction(start, name, id, pbx, "allow", d.Rule, resp, "")
+		s.auditAction(start, name, id, pbx, "allow", f.rule, resp, "")
 		return result{out: buf}
 	}
 	ref := newRef()
-	s.fail(start, name, id, pbx, d.Rule, ref)
+	s.fail(start, name, id, pbx, f.rule, ref)
 	var le *upstream.LinkError
 	switch {
 	case errors.As(err, &le):
@@ -685,14 +790,18 @@ func (s *session) rebuildViewLocked() {
 		subj:    s.subj,
 		pbx:     s.pbx,
 		mask:    s.mask,
-		send:    make(map[string]policy.Class, len(s.servers)),
-		plain:   make(map[string]bool, len(s.servers)),
+		subs:    make([]viewSub, 0, len(s.servers)),
 		filters: s.filters,
 		tag:     s.tag,
 	}
 	for _, p := range s.servers {
-		v.send[p] = s.subj.ReadMask(p) & s.mask
-		v.plain[p] = s.subj.Filters(p).Len() == 0
+		v.subs = append(v.subs, viewSub{pbx: p, send: s.subj.ReadMask(p) & s.mask, plain: s.subj.Filters(p).Len() == 0})
+	}
+	if len(v.subs) > 8 {
+		v.index = make(map[string]int, len(v.subs))
+		for i, vs := range v.subs {
+			v.index[vs.pbx] = i
+		}
 	}
 	s.view.Store(v)
 }
@@ -723,7 +832,7 @@ func (s *session) deliver(ev *upstream.Event, dc *deliverCache) []byte {
 	}
 	switch {
 	case ev.Link != upstream.LinkNone:
-		if _, ok := v.send[ev.PBX]; !ok {
+		if _, ok := v.sub(ev.PBX); !ok {
 			return nil
 		}
 		name := EventUpstreamDown
@@ -742,7 +851,7 @@ func (s *session) deliver(ev *upstream.Event, dc *deliverCache) []byte {
 		}
 		return ev.Raw
 	case !ev.Reply:
-		if _, ok := v.send[ev.PBX]; !ok {
+		if _, ok := v.sub(ev.PBX); !ok {
 			return nil // queued before an Events action unsubscribed it
 		}
 	}
@@ -759,13 +868,14 @@ func (s *session) deliver(ev *upstream.Event, dc *deliverCache) []byte {
 // Asterisk's.
 func (v *eventView) admit(pbx string, msg rawman.Message, raw []byte, tag bool, dc *deliverCache) []byte {
 	text := eventText(raw)
-	send, ok := v.send[pbx]
+	vs, ok := v.sub(pbx)
+	send := vs.send
 	if !ok {
 		send = v.subj.ReadMask(pbx) & v.mask
 	}
 	var allowed, cached bool
 	var key deliverKey
-	if dc != nil && ok && v.plain[pbx] {
+	if dc != nil && ok && vs.plain {
 		priv, _ := msg.Lookup("Privilege")
 		key = deliverKey{pbx, priv}
 		allowed, cached = dc.ok[key]
@@ -859,7 +969,17 @@ func (s *session) auditAction(start time.Time, action, id, pbx, result, rule, re
 	if result != "allow" {
 		level = slog.LevelWarn
 	}
-	s.g.audit.LogAttrs(context.Background(), level, "ami.action", attrs...)
+	// One line per action: straight to the handler, without the caller
+	// PC that Logger.LogAttrs looks up for every record (a stack walk that
+	// cost as much as formatting the line); no audit handler uses it.
+	ctx := context.Background()
+	h := s.g.audit.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), level, "ami.action", 0)
+	r.AddAttrs(attrs...)
+	_ = h.Handle(ctx, r)
 }
 
 // clipLog keeps client-supplied strings in logs short.

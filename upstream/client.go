@@ -71,11 +71,12 @@ type Client struct {
 	mu        sync.Mutex
 	items     []qitem
 	head      int
-	subs      map[*Conn]*subscription
+	subs      []*subscription // one per Conn it has used: few, and a slice is smaller than a map
 	closed    bool
 	err       error
 	delivered uint64
 	dropped   uint64
+	onClose   func(cause error)
 }
 
 // qitem is one queued event and the subscription whose budget it uses.
@@ -116,19 +117,29 @@ func newClient(p *Pool) *Client {
 		pool:  p,
 		ready: make(chan struct{}, 1),
 		done:  make(chan struct{}),
-		subs:  make(map[*Conn]*subscription),
 	}
 }
 
 // subFor returns the subscription record of cn, creating an inactive one.
 // cl.mu must be held.
 func (cl *Client) subFor(cn *Conn) *subscription {
-	s := cl.subs[cn]
-	if s == nil {
-		s = &subscription{cl: cl, conn: cn, limit: cn.cfg.SubscriberQueue}
-		cl.subs[cn] = s
+	if s := cl.subLocked(cn); s != nil {
+		return s
 	}
+	s := &subscription{cl: cl, conn: cn, limit: cn.cfg.SubscriberQueue}
+	cl.subs = append(cl.subs, s)
 	return s
+}
+
+// subLocked returns the subscription record of cn, or nil. cl.mu must be
+// held.
+func (cl *Client) subLocked(cn *Conn) *subscription {
+	for _, s := range cl.subs {
+		if s.conn == cn {
+			return s
+		}
+	}
+	return nil
 }
 
 // push adds ev to the queue without ever blocking. On overflow the client
@@ -142,8 +153,11 @@ func (cl *Client) push(s *subscription, ev *Event) pushResult {
 	}
 	if s.queued >= s.limit {
 		cl.dropped++
-		cl.closeLocked(ErrSlowConsumer)
+		f := cl.closeLocked(ErrSlowConsumer)
 		cl.mu.Unlock()
+		if f != nil {
+			f(ErrSlowConsumer)
+		}
 		return pushOverflow
 	}
 	s.queued++
@@ -228,10 +242,32 @@ func (cl *Client) Drain(buf []*Event) []*Event {
 	return cl.popLocked(buf[:0], int(^uint(0)>>1))
 }
 
+// DrainUpTo is Drain for at most max items (none when max <= 0): a
+// reader that has room for only that many leaves the rest in the queue,
+// where they keep counting against the bound.
+func (cl *Client) DrainUpTo(buf []*Event, max int) []*Event {
+	if max <= 0 {
+		return buf[:0]
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.popLocked(buf[:0], max)
+}
+
 // Ready returns a channel that receives a value when items may be queued.
 // It suits a select loop: on receive, call Drain. A receive can be stale;
 // Drain then returns nothing.
 func (cl *Client) Ready() <-chan struct{} { return cl.ready }
+
+// UseReady makes the client signal ch (a non-blocking send) instead of
+// its own Ready channel, so that its reader can wait on one channel for
+// this client and its other work. ch must be buffered (capacity 1
+// suffices). Call it before the client subscribes or sends an action.
+func (cl *Client) UseReady(ch chan struct{}) {
+	cl.mu.Lock()
+	cl.ready = ch
+	cl.mu.Unlock()
+}
 
 // Done returns a channel closed when the client is closed, by Close, by
 // Pool.Close, or for being too slow.
@@ -264,18 +300,37 @@ func (cl *Client) Close() {
 
 func (cl *Client) closeWith(cause error) {
 	cl.mu.Lock()
-	cl.closeLocked(cause)
+	f := cl.closeLocked(cause)
 	cl.mu.Unlock()
+	if f != nil {
+		f(cause)
+	}
 	cl.detach()
 }
 
-// closeLocked marks the client closed. cl.mu must be held.
-func (cl *Client) closeLocked(cause error) {
+// closeLocked marks the client closed and returns the OnClose function to
+// call, once cl.mu is released, if this call closed it. cl.mu must be
+// held.
+func (cl *Client) closeLocked(cause error) func(error) {
 	if cl.closed {
-		return
+		return nil
 	}
 	cl.closed, cl.err = true, cause
 	close(cl.done)
+	return cl.onClose
+}
+
+// OnClose sets f to be called once when the client is closed (by Close,
+// Pool.Close, or for being too slow), with the cause, on the goroutine
+// that closes it: possibly a PBX reader, so f must not block and must not
+// call into upstream; it may use the Client's own methods. A reader that
+// is busy elsewhere (writing to a slow socket) learns of the close at
+// once this way, without a goroutine waiting on Done. Set it before the
+// client subscribes; it is not called for a client already closed.
+func (cl *Client) OnClose(f func(cause error)) {
+	cl.mu.Lock()
+	cl.onClose = f
+	cl.mu.Unlock()
 }
 
 // detach removes a closed client's subscriptions from their Conns and the

@@ -219,7 +219,7 @@ func (c *Conn) Unsubscribe(cl *Client) {
 	c.subMu.Lock()
 	defer c.subMu.Unlock()
 	cl.mu.Lock()
-	s := cl.subs[c]
+	s := cl.subLocked(c)
 	if s == nil || !s.active {
 		cl.mu.Unlock()
 		return

@@ -33,7 +33,8 @@ type waiter struct {
 	action   string
 	kind     waiterKind
 	cl       *Client
-	clientID string // the client's ActionID; "" when it sent none
+	clientID string        // the client's ActionID; "" when it sent none
+	ttl      time.Duration // late-reply lifetime of an async Originate
 
 	// Reader-side reply state, guarded by Conn.mu.
 	gotResp, inList, awaitOrig bool
@@ -150,48 +151,119 @@ func SessionScoped(action string) bool {
 // Do is safe for concurrent use; actions from all clients are pipelined
 // on the one session.
 func (c *Conn) Do(ctx context.Context, cl *Client, action rawman.Message, fn func(rawman.Message)) error {
+	var one [1]Pending
+	c.send(ctx, cl, []rawman.Message{action}, one[:])
+	return one[0].Await(ctx, fn)
+}
+
+// Pending is an action sent by [Conn.Send] whose reply is still to be
+// read with Await. The zero value is not usable.
+type Pending struct {
+	c     *Conn
+	w     *waiter
+	err   error // set when the action was not sent
+	synth bool  // err is a LinkError the client gets a Response for
+}
+
+// Send is Do for several actions of one client, pipelined: they are sent
+// in order, in one write, before any reply is read; then each Pending's
+// Await, called in order, reads its reply exactly as Do does (same
+// callback, same errors: an action that could not be sent reports it
+// there). Asterisk runs the actions of the shared session in order, so
+// the replies are those of the actions run one after the other. Await
+// every Pending (an action whose Await is never called is forgotten only
+// when its reply arrives or the link drops).
+func (c *Conn) Send(ctx context.Context, cl *Client, actions []rawman.Message) []Pending {
+	ps := make([]Pending, len(actions))
+	c.send(ctx, cl, actions, ps)
+	return ps
+}
+
+func (c *Conn) send(ctx context.Context, cl *Client, actions []rawman.Message, ps []Pending) {
+	var (
+		frames []byte
+		l      *link
+		few    [16]int
+	)
+	sent := few[:0]
+	for i, action := range actions {
+		ps[i].c = c
+		w, buf, err := c.prepare(cl, action)
+		if err != nil {
+			ps[i].err = err
+			continue
+		}
+		ps[i].w = w
+		ll, err := c.register(w, w.ttl, l)
+		if err != nil {
+			ps[i].err, ps[i].synth = err, true
+			continue
+		}
+		l = ll // every frame of one Send goes out on one link
+		if frames == nil {
+			frames = buf
+		} else {
+			frames = append(frames, buf...)
+		}
+		sent = append(sent, i)
+	}
+	if len(sent) == 0 {
+		return
+	}
+	if ok, err := c.write(ctx, l, frames, time.Time{}); !ok {
+		for _, i := range sent {
+			c.abandon(ps[i].w, false)
+			ps[i].err = fmt.Errorf("upstream: pbx %s: %s: %w", c.name, ps[i].w.action, err)
+		}
+	}
+	// A failed write closes the link; the teardown fails the waiters.
+}
+
+// prepare builds the waiter and the encoded frame of one action.
+func (c *Conn) prepare(cl *Client, action rawman.Message) (*waiter, []byte, error) {
 	name := action.Action()
 	if name == "" {
-		return fmt.Errorf("upstream: pbx %s: %w", c.name, ErrMissingAction)
+		return nil, nil, fmt.Errorf("upstream: pbx %s: %w", c.name, ErrMissingAction)
 	}
 	if SessionScoped(name) {
-		return fmt.Errorf("upstream: pbx %s: %s: %w", c.name, name, ErrSessionAction)
+		return nil, nil, fmt.Errorf("upstream: pbx %s: %s: %w", c.name, name, ErrSessionAction)
 	}
 	w := &waiter{action: name, cl: cl, clientID: action.ActionID(), ready: make(chan struct{}, 1)}
 	out := action.Clone()
 	out.Del("ActionID")
-	var ttl time.Duration
 	if strings.EqualFold(name, "Originate") {
 		if astTrue(action.Get("Async")) {
 			w.kind = kindAsyncOriginate
-			ttl = c.cfg.LateReplyTTL + originateTimeout(action.Get("Timeout"))
+			w.ttl = c.cfg.LateReplyTTL + originateTimeout(action.Get("Timeout"))
 		} else {
 			w.kind = kindSyncOriginate
 			out.Del("Async")
 			if err := out.Add("Async", "true"); err != nil {
-				return fmt.Errorf("upstream: pbx %s: %s: %w", c.name, name, err)
+				return nil, nil, fmt.Errorf("upstream: pbx %s: %s: %w", c.name, name, err)
 			}
 		}
 	}
 	w.id = c.nextID()
 	if err := out.Add("ActionID", w.id); err != nil {
-		return fmt.Errorf("upstream: pbx %s: %s: %w", c.name, name, err)
+		return nil, nil, fmt.Errorf("upstream: pbx %s: %s: %w", c.name, name, err)
 	}
 	buf, err := encode(out)
 	if err != nil {
-		return fmt.Errorf("upstream: pbx %s: %s: %w", c.name, name, err)
+		return nil, nil, fmt.Errorf("upstream: pbx %s: %s: %w", c.name, name, err)
 	}
-	l, err := c.register(w, ttl, nil)
-	if err != nil {
-		c.synthesize(w, err, fn)
-		return err
+	return w, buf, nil
+}
+
+// Await reads the reply of the action into fn, on the caller's
+// goroutine, and returns what Do would have returned for it.
+func (p *Pending) Await(ctx context.Context, fn func(rawman.Message)) error {
+	if p.err != nil {
+		if p.synth {
+			p.c.synthesize(p.w, p.err, fn)
+		}
+		return p.err
 	}
-	if sent, err := c.write(ctx, l, buf, time.Time{}); !sent {
-		c.abandon(w, false)
-		return fmt.Errorf("upstream: pbx %s: %s: %w", c.name, name, err)
-	}
-	// A failed write closes the link; the teardown fails w.
-	return c.await(ctx, w, fn)
+	return p.c.await(ctx, p.w, fn)
 }
 
 // internal runs one of the proxy's own actions on link l and returns its
@@ -261,6 +333,9 @@ func (c *Conn) abandon(w *waiter, sent bool) {
 // the frame could be written, in which case nothing was written. A write
 // error closes the connection, since a partial frame breaks the stream.
 func (c *Conn) write(ctx context.Context, l *link, b []byte, deadline time.Time) (sent bool, err error) {
+	if ctx.Err() != nil { // select would pick at random were the slot free
+		return false, context.Cause(ctx)
+	}
 	select {
 	case l.wsem <- struct{}{}:
 	case <-ctx.Done():

@@ -14,10 +14,14 @@
 //   - [Pool] holds one [Conn] per PBX ([Pool.Get]); [Options] injects the
 //     logger, clock, jitter source and dialer.
 //   - [Conn] is the managed session: [Conn.Do] forwards an action,
+//     [Conn.Send] pipelines several actions of one client in one write
+//     (each [Pending] then reads its reply as Do would),
 //     [Conn.Subscribe] attaches a [Client], [Conn.State], [Conn.Versions],
 //     [Conn.Stats] report on it.
 //   - [Client] is a subscriber: one bounded queue of [Event] values
-//     (events, replies addressed to it alone, and [LinkChange] notices).
+//     (events, replies addressed to it alone, and [LinkChange] notices),
+//     read with Next/NextBatch, or Ready and Drain/DrainUpTo in a select
+//     loop; [Client.OnClose] tells its owner at once when it is closed.
 //
 // # Lifecycle of a link
 //
@@ -127,9 +131,12 @@
 //     stack and tears down that link only, which is then reconnected.
 //
 // Writes to a PBX are serialized by a one-slot semaphore, so each action
-// is one Write and frames never interleave; Do writes on the caller's
-// goroutine (no hand-off), and a caller blocked behind a stuck write
-// gives up when its ctx ends. The keepalive writes with a deadline of
+// (each Send: its actions' frames together) is one Write and frames never
+// interleave; Do and Send write on the caller's goroutine (no hand-off),
+// and a caller blocked behind a stuck write gives up when its ctx ends,
+// having written nothing. A Client's OnClose function runs on the
+// goroutine that closes it (a PBX reader for an overflow), outside the
+// Client's lock. The keepalive writes with a deadline of
 // PingTimeout, so a PBX that stops reading is caught too. [Pool.Close]
 // sends Logoff on every live link (waiting at most PingTimeout for the
 // Goodbye), fails pending actions, waits for every goroutine and closes
