@@ -64,7 +64,10 @@ func newLoggers(l Log, stderr io.Writer) (logger, audit *slog.Logger, closeFn fu
 		}
 		w, closeFn = f, func() { _ = f.Close() }
 	}
-	audit = slog.New(slog.NewJSONHandler(w, nil))
+	bw := newBufferedWriter(w)
+	closeFile := closeFn
+	closeFn = func() { _ = bw.Close(); closeFile() }
+	audit = slog.New(slog.NewJSONHandler(bw, nil))
 	return logger, audit, closeFn, nil
 }
 
