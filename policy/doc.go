@@ -112,7 +112,11 @@
 // Subject.DeliverEvent applies Asterisk's read rule to a queued event: the
 // class of its Privilege header must be a subset of the read mask and of
 // the session's send mask (§4.6), then the eventfilters must allow its
-// text (§5). Responses and list items are never passed to it.
+// text (§5). Responses and list items are never passed to it. For fan-out,
+// its two parts are also available alone: Subject.DeliversClass (the class
+// step, a function of the Privilege value, cacheable) and Subject.Filters
+// with Subject.FilterKey, an identity shared by subjects of the same roles,
+// so one event's filter verdict can be computed once per filter set.
 //
 // Concurrency: every type is immutable after construction and safe for
 // concurrent use; FilterSet.With returns a new set. The package does no I/O,

@@ -454,6 +454,39 @@ func (s *Subject) Filters(pbx string) FilterSet {
 	return FilterSet{}
 }
 
+// FilterKey returns an identity of Filters(pbx), for callers that decide
+// one event for many sessions and want to run each distinct filter set
+// once: subjects of the same role set share one set and one key (until
+// the Engine is replaced, or past its cache of role sets, where keys
+// differ but stay correct). Equal non-nil keys mean the same filters; nil
+// means no filters (or pbx not granted). Keys are comparable; compare them
+// with ==, and never rely on their type.
+func (s *Subject) FilterKey(pbx string) any {
+	if g, _ := s.lookup(pbx); g != nil && g.filters.Len() > 0 {
+		return g
+	}
+	return nil
+}
+
+// DeliversClass is DeliverEvent without its filter step and its reason:
+// whether an event whose Privilege header is privilege (ok false: none)
+// passes the read rule of s on pbx and sendMask. For every event,
+//
+//	DeliverEvent(pbx, ev, text, send).Allowed() ==
+//		DeliversClass(pbx, priv, ok, send) && Filters(pbx).Allows(text)
+//
+// where priv, ok = ev.Lookup("Privilege"). It depends only on its
+// arguments, so callers may cache it per (pbx, privilege, sendMask), and it
+// does not allocate.
+func (s *Subject) DeliversClass(pbx, privilege string, ok bool, sendMask Class) bool {
+	g, _ := s.lookup(pbx)
+	if g == nil || !ok {
+		return false
+	}
+	class := ParsePrivilege(privilege)
+	return class != 0 && class&^g.read == 0 && class&^sendMask == 0
+}
+
 // HasRoles reports whether s holds at least one role.
 func (s *Subject) HasRoles() bool { return s != nil && len(s.roles) > 0 }
 

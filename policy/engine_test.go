@@ -436,7 +436,12 @@ func TestDeliverEvent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ev, text := event(tt.ev...)
-			d := e.Subject(tt.user, nil).DeliverEvent(tt.pbx, ev, text, tt.sendMask)
+			s := e.Subject(tt.user, nil)
+			d := s.DeliverEvent(tt.pbx, ev, text, tt.sendMask)
+			priv, ok := ev.Lookup("Privilege")
+			if got := s.DeliversClass(tt.pbx, priv, ok, tt.sendMask) && s.Filters(tt.pbx).Allows(text); got != d.Allowed() {
+				t.Errorf("DeliversClass && Filters.Allows = %v, DeliverEvent allows %v", got, d.Allowed())
+			}
 			if d.Effect != tt.want {
 				t.Errorf("DeliverEvent(%s, %s, %q, %v) = %v, want %v", tt.user, tt.pbx, text, tt.sendMask, d, tt.want)
 			}
@@ -465,6 +470,25 @@ func TestFilters(t *testing.T) {
 	for _, tt := range tests {
 		if got := e.Subject(tt.user, nil).Filters(tt.pbx).Len(); got != tt.want {
 			t.Errorf("Filters(%s, %s).Len() = %d, want %d", tt.user, tt.pbx, got, tt.want)
+		}
+	}
+}
+
+// FilterKey is equal for subjects of the same roles, differs between
+// different filter sets, and is nil without filters.
+func TestFilterKey(t *testing.T) {
+	e := mustCompile(t)
+	a := e.Subject("hangups", nil).FilterKey("east")
+	b := e.SubjectFor(Identity{Username: "hangups", Claims: map[string]any{"sub": "other"}}).FilterKey("east")
+	if a == nil || a != b {
+		t.Errorf("FilterKey of two hangups subjects: %v, %v, want equal non-nil", a, b)
+	}
+	if c := e.Subject("twofilters", nil).FilterKey("east"); c == nil || c == a {
+		t.Errorf("FilterKey(twofilters) = %v, want non-nil and not that of hangups", c)
+	}
+	for _, tt := range []struct{ user, pbx string }{{"operator", "east"}, {"twofilters", "west"}, {"nobody", "east"}} {
+		if k := e.Subject(tt.user, nil).FilterKey(tt.pbx); k != nil {
+			t.Errorf("FilterKey(%s, %s) = %v, want nil", tt.user, tt.pbx, k)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/amiproxy/amiproxy/auth"
 	"github.com/amiproxy/amiproxy/internal/pbxsim"
+	"github.com/amiproxy/amiproxy/policy"
 	"github.com/amiproxy/amiproxy/rawman"
 	"github.com/amiproxy/amiproxy/upstream"
 )
@@ -1043,5 +1044,46 @@ func TestCloseSendsShutdown(t *testing.T) {
 func TestNewGatewayErrors(t *testing.T) {
 	if _, err := NewGateway(Config{}, nil, nil, nil); err == nil {
 		t.Error("NewGateway(nil...) = nil error")
+	}
+}
+
+// Sessions of the same roles share one eventfilter verdict per event
+// (upstream.Event.Memo keyed by policy.Subject.FilterKey); sessions of
+// other filters, or none, still get their own.
+func TestRoleFiltersSharedVerdict(t *testing.T) {
+	checkLeaks(t)
+	pc := testPolicy()
+	pc.Roles = append(pc.Roles, policy.Role{Name: "hangups", Read: "all", Write: "all", PBXs: []string{"*"}, EventFilters: []string{"Event: Hangup"}})
+	pc.Users["hangups"] = []string{"hangups"}
+	a := newTestAuth()
+	a.secrets["hangups"] = "hangupspass"
+	e := newEnv(t, envOpts{policy: &pc, authn: a})
+	sim := e.sims["east"]
+	f1 := e.login("filtered", "filteredpass")
+	f2 := e.login("filtered", "filteredpass")
+	h := e.login("hangups", "hangupspass")
+	all := e.login("admin", "adminpass")
+	for _, name := range []string{"A", "B", "C", "D"} {
+		ev := "Newchannel"
+		if name == "B" || name == "D" {
+			ev = "Hangup"
+		}
+		sim.Emit(rawman.New("Event", ev, "Privilege", "call,all", "Channel", name))
+	}
+	for _, tc := range []struct {
+		who  string
+		c    *client
+		want []string
+	}{
+		{"filtered 1", f1, []string{"A", "C"}},
+		{"filtered 2", f2, []string{"A", "C"}},
+		{"hangups", h, []string{"B", "D"}},
+		{"admin", all, []string{"A", "B", "C", "D"}},
+	} {
+		for _, w := range tc.want {
+			if m := tc.c.readMsg(); header(m, "Channel") != w {
+				t.Errorf("%s got %q, want the event of channel %s", tc.who, m, w)
+			}
+		}
 	}
 }

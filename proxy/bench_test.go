@@ -85,7 +85,13 @@ func BenchmarkRoundTrip(b *testing.B) {
 // proxy to 100 TCP clients, each reading on its own goroutine. Events are
 // emitted in windows of 500 (a window waits until every client has the
 // previous one), so the figure is sustained throughput.
-func BenchmarkFanout100(b *testing.B) {
+func BenchmarkFanout100(b *testing.B) { fanout100(b, "admin", "adminpass") }
+
+// BenchmarkFanout100Filtered is BenchmarkFanout100 for a user whose role
+// has an eventfilter (which every event passes).
+func BenchmarkFanout100Filtered(b *testing.B) { fanout100(b, "filtered", "filteredpass") }
+
+func fanout100(b *testing.B, user, secret string) {
 	checkLeaks(b)
 	const clients, window = 100, 500
 	e := newEnv(b, envOpts{})
@@ -103,7 +109,7 @@ func BenchmarkFanout100(b *testing.B) {
 		if _, err := br.ReadString('\n'); err != nil {
 			b.Fatal(err)
 		}
-		fmt.Fprintf(conn, "Action: Login\r\nUsername: admin\r\nSecret: adminpass\r\nEvents: call\r\n\r\n")
+		fmt.Fprintf(conn, "Action: Login\r\nUsername: %s\r\nSecret: %s\r\nEvents: call\r\n\r\n", user, secret)
 		for {
 			l, err := br.ReadString('\n')
 			if err != nil {

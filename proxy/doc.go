@@ -169,7 +169,10 @@
 // Each session has one upstream.Client subscribed to the PBXs it watches.
 // Events pass, in order: Asterisk's read rule and the role eventfilters
 // (policy.Subject.DeliverEvent, with the send mask = read mask ∩ Events
-// mask), then the session's own Filter additions. Role filters are the
+// mask), then the session's own Filter additions. The read rule is decided
+// once per Privilege value per session view (DeliversClass), and the role
+// filters once per event per filter set (Subject.FilterKey, shared by
+// sessions of the same roles; upstream.Event.Memo), not once per session. Role filters are the
 // administrator's limit: a Filter action can narrow what they let through
 // but, unlike in Asterisk, never widen it. Events are written between
 // replies, never inside one: while a request is being handled, events wait

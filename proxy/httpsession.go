@@ -392,8 +392,13 @@ func (m *HTTPManager) waitEvent(ctx context.Context, hs *httpSession, wr waitReq
 			evs = append(evs, extra)
 		}
 		w := &waiting{req: wr, events: evs}
-		var b []byte
-		for _, p := range w.complete(nil) {
+		parts := w.complete(nil)
+		n := 0
+		for _, p := range parts {
+			n += len(p)
+		}
+		b := make([]byte, 0, n) // one allocation: appends would regrow it per event
+		for _, p := range parts {
 			b = append(b, p...)
 		}
 		return b

@@ -70,9 +70,9 @@ type eventView struct {
 
 // viewSub is what the event path needs about one subscribed PBX.
 type viewSub struct {
-	pbx   string
-	send  policy.Class // ReadMask ∩ mask
-	plain bool         // the user's roles have no eventfilters on it
+	pbx  string
+	send policy.Class // ReadMask ∩ mask
+	fkey any          // policy.Subject.FilterKey: nil when the roles have no eventfilters on it
 }
 
 // sub returns the subscription of pbx, if the view has one.
@@ -93,13 +93,12 @@ func (v *eventView) sub(pbx string) (viewSub, bool) {
 }
 
 // deliverCache remembers, for one session writer, the read-rule decisions of
-// policy.Subject.DeliverEvent on PBXs whose roles have no eventfilters.
-// DeliverEvent documents its result as a function of the PBX, the event's
-// Privilege value and the send mask, plus the filters applied to the text;
-// without filters the text does not matter, and the few Privilege values
-// of a PBX (call,all; dialplan,all ...) are decided once per view instead
-// of once per event. The zero value is ready to use; it is not safe for
-// concurrent use.
+// policy.Subject.DeliversClass, a function of the PBX, the event's
+// Privilege value and the send mask: the few Privilege values of a PBX
+// (call,all; dialplan,all ...) are decided once per view instead of once
+// per event. (The role eventfilters, which read the text, are decided once
+// per event and filter set instead: upstream.Event.Memo.) The zero value is
+// ready to use; it is not safe for concurrent use.
 type deliverCache struct {
 	view *eventView
 	ok   map[deliverKey]bool
@@ -795,7 +794,7 @@ func (s *session) rebuildViewLocked() {
 		tag:     s.tag,
 	}
 	for _, p := range s.servers {
-		v.subs = append(v.subs, viewSub{pbx: p, send: s.subj.ReadMask(p) & s.mask, plain: s.subj.Filters(p).Len() == 0})
+		v.subs = append(v.subs, viewSub{pbx: p, send: s.subj.ReadMask(p) & s.mask, fkey: s.subj.FilterKey(p)})
 	}
 	if len(v.subs) > 8 {
 		v.index = make(map[string]int, len(v.subs))
@@ -844,7 +843,7 @@ func (s *session) deliver(ev *upstream.Event, dc *deliverCache) []byte {
 		if err != nil {
 			return nil
 		}
-		return v.admit(ev.PBX, msg, raw, false, nil)
+		return v.admit(ev.PBX, msg, raw, false, nil, nil)
 	case ev.Reply && !ev.Msg.IsEvent():
 		if v.tag {
 			return insertServer(ev.Raw, ev.PBX)
@@ -855,7 +854,7 @@ func (s *session) deliver(ev *upstream.Event, dc *deliverCache) []byte {
 			return nil // queued before an Events action unsubscribed it
 		}
 	}
-	return v.admit(ev.PBX, ev.Msg, ev.Raw, v.tag, dc)
+	return v.admit(ev.PBX, ev.Msg, ev.Raw, v.tag, dc, ev)
 }
 
 // admit applies the read rule and the filters to one event.
@@ -866,22 +865,29 @@ func (s *session) deliver(ev *upstream.Event, dc *deliverCache) []byte {
 // user's includes; here the role filters are the administrator's limit and
 // a client cannot widen them. Without role filters the result is
 // Asterisk's.
-func (v *eventView) admit(pbx string, msg rawman.Message, raw []byte, tag bool, dc *deliverCache) []byte {
+//
+// The decision is policy.Subject.DeliverEvent's, in its two documented
+// parts: the read rule (DeliversClass, cached in dc) and the role filters
+// (Filters(pbx).Allows), whose verdict ev, when not nil, remembers per
+// filter set (FilterKey) for every session reading the same shared event.
+func (v *eventView) admit(pbx string, msg rawman.Message, raw []byte, tag bool, dc *deliverCache, ev *upstream.Event) []byte {
 	text := eventText(raw)
 	vs, ok := v.sub(pbx)
 	send := vs.send
+	fkey := vs.fkey
 	if !ok {
 		send = v.subj.ReadMask(pbx) & v.mask
+		fkey = v.subj.FilterKey(pbx)
 	}
+	priv, hasPriv := msg.Lookup("Privilege")
 	var allowed, cached bool
 	var key deliverKey
-	if dc != nil && ok && vs.plain {
-		priv, _ := msg.Lookup("Privilege")
-		key = deliverKey{pbx, priv}
+	if dc != nil && ok {
+		key = deliverKey{pbx, priv} // a missing Privilege and an empty one both deny
 		allowed, cached = dc.ok[key]
 	}
 	if !cached {
-		allowed = v.subj.DeliverEvent(pbx, msg, text, send).Allowed()
+		allowed = v.subj.DeliversClass(pbx, priv, hasPriv, send)
 		if key.pbx != "" && len(dc.ok) < maxDeliverCache {
 			if dc.ok == nil {
 				dc.ok = make(map[deliverKey]bool)
@@ -891,6 +897,17 @@ func (v *eventView) admit(pbx string, msg rawman.Message, raw []byte, tag bool, 
 	}
 	if !allowed {
 		return nil
+	}
+	if fkey != nil {
+		filtered := func() bool { return v.subj.Filters(pbx).Allows(text) }
+		if ev != nil {
+			allowed = ev.Memo(fkey, filtered)
+		} else {
+			allowed = filtered()
+		}
+		if !allowed {
+			return nil
+		}
 	}
 	if v.filters.Len() > 0 && !v.filters.Allows(text) {
 		return nil
@@ -921,7 +938,7 @@ func (s *session) shutdownEvent() []byte {
 		return nil
 	}
 	msg := rawman.New("Event", "Shutdown", "Privilege", policy.System.String(), "Shutdown", "Cleanly", "Restart", "False")
-	return v.admit(v.pbx, msg, []byte(shutdownEventText), false, nil)
+	return v.admit(v.pbx, msg, []byte(shutdownEventText), false, nil, nil)
 }
 
 // Audit: one line per action, never a header value other than the action

@@ -293,3 +293,27 @@ func BenchmarkPingRelay(b *testing.B) {
 	b.StopTimer()
 	reportP50(b, ds)
 }
+
+// BenchmarkSubscribe10000 measures 10,000 clients subscribing to one Conn
+// and then leaving in subscription order, as 10,000 HTTP sessions log in
+// and expire (one op: all 10,000 of both).
+func BenchmarkSubscribe10000(b *testing.B) {
+	p, c := idleConn(b, 8)
+	const n = 10000
+	cls := make([]*Client, n)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range cls {
+			cls[i] = p.NewClient()
+			if err := c.Subscribe(cls[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, cl := range cls {
+			cl.Close()
+		}
+	}
+	if s := c.Stats().Subscribers; s != 0 {
+		b.Fatalf("%d subscribers left", s)
+	}
+}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/amiproxy/amiproxy/rawman"
 )
@@ -48,6 +49,58 @@ type Event struct {
 	Link LinkChange
 	// Err is the cause of a LinkDown, for logs only.
 	Err error
+
+	memo atomic.Pointer[[]memoEntry] // Memo's results, copy-on-write
+}
+
+type memoEntry struct {
+	key any
+	val bool
+}
+
+// maxMemo bounds the results an Event remembers: past it Memo computes
+// without remembering.
+const maxMemo = 16
+
+// Memo returns f(), computed once per key for this Event and remembered:
+// the clients reading one fanned-out Event can share a decision that
+// depends only on the event and key (for example one eventfilter set's
+// verdict, keyed by policy.Subject.FilterKey). key must be comparable and
+// not nil. Safe for concurrent use; f may run more than once for a key when
+// called concurrently, so it must not have side effects.
+func (e *Event) Memo(key any, f func() bool) bool {
+	p := e.memo.Load()
+	if p != nil {
+		for _, m := range *p {
+			if m.key == key {
+				return m.val
+			}
+		}
+	}
+	v := f()
+	for {
+		var n int
+		if p != nil {
+			n = len(*p)
+		}
+		if n >= maxMemo {
+			return v
+		}
+		next := make([]memoEntry, n, n+1)
+		if p != nil {
+			copy(next, *p)
+		}
+		next = append(next, memoEntry{key, v})
+		if e.memo.CompareAndSwap(p, &next) {
+			return v
+		}
+		p = e.memo.Load()
+		for _, m := range *p {
+			if m.key == key {
+				return m.val
+			}
+		}
+	}
 }
 
 // Client is one subscriber: an opaque handle for one proxy session, with
@@ -88,13 +141,17 @@ type qitem struct {
 // subscription is the link between one Client and one Conn: the budget of
 // that PBX's events in the client's queue. active means the client
 // receives the Conn's broadcast events; an inactive one only carries
-// late replies. queued is guarded by cl.mu.
+// late replies. queued is guarded by cl.mu. on (set while on the
+// Conn's broadcast list and live: the reader delivers only then) and
+// listed (present in the list, perhaps dead) change under conn.subMu.
 type subscription struct {
 	cl     *Client
 	conn   *Conn
 	limit  int
 	queued int
 	active bool
+	listed bool
+	on     atomic.Bool
 }
 
 // ClientStats is a snapshot of a Client's counters.

@@ -100,8 +100,16 @@ type Conn struct {
 	amiVer     string
 	logins     uint64
 
-	subMu sync.Mutex                      // serializes changes of subs
-	subs  atomic.Pointer[[]*subscription] // copy-on-write list read by the reader
+	// The broadcast list. The reader loads a snapshot and delivers to its
+	// entries whose on flag is set. Entries below a published length are
+	// never rewritten: Subscribe appends in place past it (amortized O(1))
+	// and copies only to grow; Unsubscribe clears on and copies (compacts)
+	// only when over half the entries are dead, so n subscribes and
+	// unsubscribes cost O(n), not O(n²).
+	subMu   sync.Mutex                      // serializes changes of subs and subLive
+	subs    atomic.Pointer[[]*subscription] // append-only snapshot list read by the reader
+	subLive int                             // entries with on set; guarded by subMu
+	nsubs   atomic.Int64                    // subLive, for Stats and the reader's fast path
 
 	eventsIn, delivered, dropped, slow  atomic.Uint64
 	reconnects, connectFailures, strays atomic.Uint64
@@ -149,9 +157,7 @@ func (c *Conn) Stats() Stats {
 		LastError: c.lastErr, Pending: len(c.waiters), LateReplies: len(c.late),
 	}
 	c.mu.Unlock()
-	if p := c.subs.Load(); p != nil {
-		st.Subscribers = len(*p)
-	}
+	st.Subscribers = int(c.nsubs.Load())
 	st.EventsIn = c.eventsIn.Load()
 	st.Delivered = c.delivered.Load()
 	st.Dropped = c.dropped.Load()
@@ -204,13 +210,47 @@ func (c *Conn) Subscribe(cl *Client) error {
 	}
 	s.active = true
 	cl.mu.Unlock()
+	c.addSubLocked(s)
+	return nil
+}
+
+// addSubLocked puts s on the broadcast list. c.subMu must be held.
+func (c *Conn) addSubLocked(s *subscription) {
+	if s.on.Load() {
+		return
+	}
+	s.on.Store(true)
+	c.subLive++
+	c.nsubs.Store(int64(c.subLive))
+	if s.listed {
+		return // a dead entry still on the list: revived in place
+	}
+	s.listed = true
 	var list []*subscription
 	if p := c.subs.Load(); p != nil {
-		list = append(list, *p...)
+		list = *p
 	}
+	if len(list) == cap(list) {
+		list = c.compactLocked(list, 2*c.subLive+8)
+	}
+	// Writes index len(list), which no published snapshot covers: every
+	// snapshot of this array is at most len(list) long.
 	list = append(list, s)
 	c.subs.Store(&list)
-	return nil
+}
+
+// compactLocked copies the live entries of list into a new array of the
+// given capacity and unlists the dead ones. c.subMu must be held.
+func (c *Conn) compactLocked(list []*subscription, capacity int) []*subscription {
+	out := make([]*subscription, 0, capacity)
+	for _, x := range list {
+		if x.on.Load() {
+			out = append(out, x)
+		} else {
+			x.listed = false
+		}
+	}
+	return out
 }
 
 // Unsubscribe stops delivering this PBX's events to cl. Events already
@@ -235,18 +275,21 @@ func (c *Conn) removeSub(s *subscription) {
 	c.removeSubLocked(s)
 }
 
-// removeSubLocked drops s from the broadcast list. c.subMu must be held.
+// removeSubLocked drops s from the broadcast list: the reader skips it
+// from now on, and the list is compacted once over half of it is dead.
+// c.subMu must be held.
 func (c *Conn) removeSubLocked(s *subscription) {
-	p := c.subs.Load()
-	if p == nil {
+	if !s.on.Load() {
 		return
 	}
-	list := make([]*subscription, 0, len(*p))
-	for _, x := range *p {
-		if x != s {
-			list = append(list, x)
-		}
+	s.on.Store(false)
+	c.subLive--
+	c.nsubs.Store(int64(c.subLive))
+	p := c.subs.Load()
+	if p == nil || 2*c.subLive >= len(*p) {
+		return
 	}
+	list := c.compactLocked(*p, 2*c.subLive+8)
 	c.subs.Store(&list)
 }
 
@@ -260,6 +303,9 @@ func (c *Conn) publish(ev *Event) (slow []*Client) {
 	}
 	var n uint64
 	for _, s := range *p {
+		if !s.on.Load() {
+			continue // unsubscribed, not yet compacted away
+		}
 		switch s.cl.push(s, ev) {
 		case pushed:
 			n++

@@ -461,8 +461,7 @@ func (c *Conn) route(m rawman.Message) {
 		return
 	}
 	c.eventsIn.Add(1)
-	p := c.subs.Load()
-	if p == nil || len(*p) == 0 {
+	if c.nsubs.Load() == 0 {
 		return
 	}
 	raw, err := encode(m)

@@ -118,6 +118,14 @@
 // events, that a PBX went away (events were missed, pending actions
 // failed) and came back.
 //
+// The reader walks a snapshot of the subscriber list without locks.
+// Subscribe appends in place past every published snapshot (copying only to
+// grow it), and Unsubscribe marks the entry dead (the reader skips it) and
+// copies only when over half the list is dead, so n sessions subscribing
+// and leaving cost O(n) in total. [Event.Memo] lets the readers of one
+// shared Event compute a decision once per key (the proxy: once per role
+// eventfilter set) instead of once per subscriber.
+//
 // # Concurrency
 //
 // Pool, Conn and Client are safe for concurrent use. Goroutines, their

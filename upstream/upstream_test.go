@@ -792,3 +792,101 @@ func TestSubscribeChurn(t *testing.T) {
 		t.Errorf("Subscribers = %d after every client closed, want 0", n)
 	}
 }
+
+// After many subscribes, unsubscribes (enough to compact the list) and
+// resubscribes (some revived in place, some appended again), an event
+// reaches exactly the clients subscribed at the time.
+func TestSubscribeListExact(t *testing.T) {
+	checkLeaks(t)
+	f := newFake(t)
+	p, c := startPool(t, testConfig(f.addr), Options{}, true)
+	const n = 300
+	cls := make([]*Client, n)
+	want := make([]bool, n)
+	for i := range cls {
+		cls[i] = p.NewClient()
+		defer cls[i].Close()
+		if err := c.Subscribe(cls[i]); err != nil {
+			t.Fatal(err)
+		}
+		want[i] = true
+	}
+	for i := range cls {
+		if i%3 != 0 {
+			c.Unsubscribe(cls[i])
+			want[i] = false
+		}
+	}
+	for i := range cls {
+		if i%5 == 1 || i%7 == 2 {
+			if err := c.Subscribe(cls[i]); err != nil {
+				t.Fatal(err)
+			}
+			want[i] = true
+		}
+	}
+	c.Unsubscribe(cls[0])
+	want[0] = false
+	live := 0
+	for _, w := range want {
+		if w {
+			live++
+		}
+	}
+	if got := c.Stats().Subscribers; got != live {
+		t.Errorf("Subscribers = %d, want %d", got, live)
+	}
+	f.emit(recs.newchannel)
+	f.emit(recs.newchannel)
+	for i, cl := range cls {
+		if want[i] {
+			nextMsg(t, cl)
+			nextMsg(t, cl) // the second event: the first publish is over
+		}
+	}
+	for i, cl := range cls {
+		if q := cl.Stats().Queued; q != 0 {
+			t.Errorf("client %d (subscribed %v): %d events queued, want 0", i, want[i], q)
+		}
+	}
+}
+
+// Memo computes once per key, remembers up to maxMemo keys, and stays
+// consistent under concurrent use (run with -race).
+func TestEventMemo(t *testing.T) {
+	ev := &Event{PBX: "east"}
+	var calls atomic.Int64
+	type key struct{ n int }
+	f := func(v bool) func() bool {
+		return func() bool { calls.Add(1); return v }
+	}
+	if !ev.Memo(key{1}, f(true)) || ev.Memo(key{2}, f(false)) {
+		t.Fatal("Memo did not return f's result")
+	}
+	if !ev.Memo(key{1}, f(false)) || ev.Memo(key{2}, f(true)) {
+		t.Error("Memo did not remember the first results")
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("f ran %d times for 2 keys, want 2", n)
+	}
+	for i := 3; i <= maxMemo+5; i++ {
+		ev.Memo(key{i}, f(i%2 == 0))
+	}
+	calls.Store(0)
+	if ev.Memo(key{maxMemo + 5}, f(true)) != true || calls.Load() != 1 {
+		t.Errorf("past maxMemo: calls %d, want 1 (computed, not remembered)", calls.Load())
+	}
+	ev = &Event{PBX: "east"}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				k := key{(i + g) % 6}
+				if got, want := ev.Memo(k, f(k.n%3 == 0)), k.n%3 == 0; got != want {
+					t.Errorf("Memo(%v) = %v, want %v", k, got, want)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
