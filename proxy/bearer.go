@@ -135,35 +135,16 @@ func (m *HTTPManager) serveBearer(ctx context.Context, req *httpRequest, token s
 func (m *HTTPManager) bearerSession(ctx context.Context, req *httpRequest, key [sha256.Size]byte, p auth.Principal) (*httpSession, string) {
 	m.bearerMu.Lock()
 	defer m.bearerMu.Unlock()
-	now := time.Now()
 	if hs, ok := m.bearers.Get(key); ok {
-		hs.mu.Lock()
-		if !hs.dead && !hs.expiredLocked(now) && hs.sess.userName() == p.Username {
-			hs.busy++
-			hs.mu.Unlock()
+		if hs.reuse(time.Now(), p.Username) {
 			return hs, ""
 		}
-		hs.mu.Unlock()
 		m.bearers.Remove(key)
 	}
-	hs := m.newHTTPSession(req.remote, "http-bearer", false)
-	hs.bearer = true
-	login := rawman.New("Action", "Login", "Username", p.Username)
-	if req.pbx != "" {
-		_ = login.Add("Server", req.pbx) // the path was checked by splitPBX
-	}
-	hs.sess.loginMu.Lock()
-	_, _, cause := hs.sess.establish(ctx, p, login, p.Username, req.start)
-	hs.sess.loginMu.Unlock()
-	if cause != "" {
-		hs.kill()
+	hs, cause := m.loginSession(ctx, req, p, "http-bearer", false, true)
+	if hs == nil {
 		return nil, cause
 	}
-	m.stats.created.Add(1)
-	hs.mu.Lock()
-	hs.where = whereSessions
-	hs.mu.Unlock()
-	m.sessions.Add(hs.id, hs)
 	m.bearers.Add(key, hs)
 	return hs, ""
 }

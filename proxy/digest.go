@@ -314,36 +314,16 @@ func (m *HTTPManager) serveDigest(ctx context.Context, req *httpRequest) {
 // logging it in as p when there is none. m.nonceMu must be held (it
 // serializes the creation per nonce; establishing does no I/O).
 func (m *HTTPManager) digestSession(ctx context.Context, req *httpRequest, rec *nonceRecord, p auth.Principal) *httpSession {
-	now := time.Now()
 	if rec.sessID != 0 {
-		if hs, ok := m.sessions.Get(rec.sessID); ok && hs.digest {
-			hs.mu.Lock()
-			if !hs.dead && !hs.expiredLocked(now) && hs.sess.userName() == p.Username {
-				hs.busy++
-				hs.mu.Unlock()
-				return hs
-			}
-			hs.mu.Unlock()
+		if hs, ok := m.sessions.Get(rec.sessID); ok && hs.digest && hs.reuse(time.Now(), p.Username) {
+			return hs
 		}
 	}
-	hs := m.newHTTPSession(req.remote, "http-digest", true)
-	login := rawman.New("Action", "Login", "Username", p.Username)
-	if req.pbx != "" {
-		_ = login.Add("Server", req.pbx) // the path was checked by splitPBX
-	}
-	hs.sess.loginMu.Lock()
-	_, _, cause := hs.sess.establish(ctx, p, login, p.Username, req.start)
-	hs.sess.loginMu.Unlock()
-	if cause != "" {
-		m.g.log.Debug("proxy: digest login refused", "session", hs.sess.id, "cause", cause)
-		hs.kill()
+	hs, cause := m.loginSession(ctx, req, p, "http-digest", true, false)
+	if hs == nil {
+		m.g.log.Debug("proxy: digest login refused", "cause", cause)
 		return nil
 	}
-	m.stats.created.Add(1)
-	hs.mu.Lock()
-	hs.where = whereSessions
-	hs.mu.Unlock()
-	m.sessions.Add(hs.id, hs)
 	rec.sessID = hs.id
 	return hs
 }
