@@ -292,6 +292,20 @@ func (c *amiConn) serve() {
 	}()
 	defer c.recoverPanic("serve")
 
+	if !c.handshake() {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(c.guard("write", c.writeLoop))
+	c.guard("read", c.readLoop)()
+	wg.Wait()
+}
+
+// handshake arms the handshake deadline, runs TLS and writes the banner;
+// false means the session ends. It is a function of its own so that its
+// frame is not on the stack of an idle reader (serve's goroutine).
+func (c *amiConn) handshake() bool {
+	ctx := c.ctx
 	// HandshakeTimeout runs from accept: TLS, banner and Login must fit in
 	// it, whatever the client does meanwhile (authtimeout).
 	deadline := c.start.Add(c.g.cfg.HandshakeTimeout)
@@ -308,7 +322,7 @@ func (c *amiConn) serve() {
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.g.stats.handshakeFailed.Add(1)
 			c.g.log.Debug("proxy: tls handshake", "remote", c.sess.remote.String(), "err", err)
-			return
+			return false
 		}
 		c.conn = tc
 		c.sess.sni = tc.ConnectionState().ServerName
@@ -317,13 +331,10 @@ func (c *amiConn) serve() {
 	// before it wait in the socket for readLoop.
 	if _, err := c.conn.Write([]byte("Asterisk Call Manager/" + c.g.banner() + "\r\n")); err != nil {
 		c.g.stats.handshakeFailed.Add(1)
-		return
+		return false
 	}
 	_ = c.raw.SetDeadline(time.Time{})
-	var wg sync.WaitGroup
-	wg.Go(c.guard("write", c.writeLoop))
-	c.guard("read", c.readLoop)()
-	wg.Wait()
+	return true
 }
 
 // guard runs one loop of the session: an error return ends the session
@@ -407,9 +418,7 @@ func (c *amiConn) readLoop(ctx context.Context) error {
 	r := &lazyReader{conn: c.conn}
 	defer r.drop()
 	var (
-		batch   []rawman.Message
-		results []result
-		items   []outItem
+		sc      readScratch
 		next    rawman.Message // read while batching, not part of the batch
 		nextErr error
 		hasNext bool
@@ -426,12 +435,8 @@ func (c *amiConn) readLoop(ctx context.Context) error {
 			m, err = r.ReadMessage()
 		}
 		if err != nil {
-			var fe *rawman.FrameError
-			if errors.As(err, &fe) {
-				// Asterisk answers and reads on (handle_parse_error).
-				c.g.stats.frameErrors.Add(1)
-				c.g.log.Debug("proxy: bad request framing", "session", c.sess.id, "err", fe.Err)
-				if err := c.q.put(ctx, nil, outItem{kind: outData, b: errorReply(fe.Message.ActionID(), fe.Reply())}); err != nil {
+			if handled, err := c.frameError(ctx, err); handled {
+				if err != nil {
 					return err
 				}
 				continue
@@ -443,53 +448,18 @@ func (c *amiConn) readLoop(ctx context.Context) error {
 			c.finish()
 			return nil
 		}
-		batch = append(batch[:0], m)
+		sc.batch = append(sc.batch[:0], m)
 		if r.Buffered() > 0 && batchable(m) && c.sess.loggedIn() {
-			for len(batch) < maxBatch && r.Buffered() > 0 {
+			for len(sc.batch) < maxBatch && r.Buffered() > 0 {
 				m2, err := r.ReadMessage()
 				if err != nil || !batchable(m2) {
 					next, nextErr, hasNext = m2, err, true
 					break
 				}
-				batch = append(batch, m2)
+				sc.batch = append(sc.batch, m2)
 			}
 		}
-		c.q.hold()
-		switch {
-		case !c.sess.loggedIn():
-			results = append(results[:0], c.handleAside(ctx, m))
-		case len(batch) == 1:
-			results = append(results[:0], c.sess.handle(ctx, m))
-		default:
-			results = c.sess.handleBatch(ctx, batch)
-		}
-		clear(batch)
-		items = items[:0]
-		closing := false
-		for _, res := range results {
-			if res.login {
-				c.releaseUnauth()
-				if !res.expires.IsZero() {
-					// The sweep would catch it too; this is on time.
-					c.addTimerFunc(res.expires.Sub(c.g.now()), func() {
-						c.g.endSession(c.sess, ReasonExpired, "credentials expired")
-					})
-				}
-			}
-			switch {
-			case res.wait != nil:
-				items = append(items, outItem{kind: outWait, wait: *res.wait})
-			case len(res.out) > 0:
-				items = append(items, outItem{kind: outData, b: res.out})
-			}
-			if res.close {
-				closing = true
-				break
-			}
-		}
-		clear(results)
-		err = c.q.release(ctx, items...)
-		clear(items)
+		closing, err := c.runBatch(ctx, &sc)
 		if err != nil {
 			return err
 		}
@@ -498,6 +468,68 @@ func (c *amiConn) readLoop(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// readScratch is readLoop's reusable storage for one batch.
+type readScratch struct {
+	batch   []rawman.Message
+	results []result
+	items   []outItem
+}
+
+// frameError answers a request with bad framing, as Asterisk does
+// (handle_parse_error), and reports whether err was one.
+func (c *amiConn) frameError(ctx context.Context, err error) (bool, error) {
+	var fe *rawman.FrameError
+	if !errors.As(err, &fe) {
+		return false, nil
+	}
+	c.g.stats.frameErrors.Add(1)
+	c.g.log.Debug("proxy: bad request framing", "session", c.sess.id, "err", fe.Err)
+	return true, c.q.put(ctx, nil, outItem{kind: outData, b: errorReply(fe.Message.ActionID(), fe.Reply())})
+}
+
+// runBatch runs the requests of s.batch (see readLoop) and queues their
+// replies; closing says the session ends after them. It is a function of
+// its own, like frameError, so that an idle reader, parked in readLoop,
+// holds only readLoop's small frame on its stack.
+func (c *amiConn) runBatch(ctx context.Context, s *readScratch) (closing bool, err error) {
+	c.q.hold()
+	switch {
+	case !c.sess.loggedIn():
+		s.results = append(s.results[:0], c.handleAside(ctx, s.batch[0]))
+	case len(s.batch) == 1:
+		s.results = append(s.results[:0], c.sess.handle(ctx, s.batch[0]))
+	default:
+		s.results = c.sess.handleBatch(ctx, s.batch)
+	}
+	clear(s.batch)
+	s.items = s.items[:0]
+	for _, res := range s.results {
+		if res.login {
+			c.releaseUnauth()
+			if !res.expires.IsZero() {
+				// The sweep would catch it too; this is on time.
+				c.addTimerFunc(res.expires.Sub(c.g.now()), func() {
+					c.g.endSession(c.sess, ReasonExpired, "credentials expired")
+				})
+			}
+		}
+		switch {
+		case res.wait != nil:
+			s.items = append(s.items, outItem{kind: outWait, wait: *res.wait})
+		case len(res.out) > 0:
+			s.items = append(s.items, outItem{kind: outData, b: res.out})
+		}
+		if res.close {
+			closing = true
+			break
+		}
+	}
+	clear(s.results)
+	err = c.q.release(ctx, s.items...)
+	clear(s.items)
+	return closing, err
 }
 
 // handleAside runs a request of a session not logged in yet on a

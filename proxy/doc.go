@@ -336,7 +336,9 @@
 //     Authenticator and policy go deep; the reader's stack stays small).
 //     An idle session holds no read buffer: readLoop waits on a 512-byte
 //     buffer and takes a pooled rawman.Reader only while bytes are
-//     buffered (lazyreader.go).
+//     buffered (lazyreader.go), and parks with little on its stack (the
+//     handshake and the running of requests have frames of their own), so
+//     the runtime can shrink that stack back after a burst.
 //   - one sweeper per HTTPManager, owned by it, ending at its Close
 //     (which Gateway.Close calls); HTTP requests run on net/http's
 //     goroutines, and Close waits for the ones in progress.
